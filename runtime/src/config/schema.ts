@@ -65,7 +65,11 @@ const LdapSection = z.object({
 const StoreSection = z.object({
   root: z.string().min(1),
   fsync: z.boolean().default(true),
-  defaultQuotaBytes: z.number().int().positive().default(1024 ** 3),
+  defaultQuotaBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 ** 3),
 });
 
 /** Limits shared by the line-oriented servers; each has a test. */
@@ -90,7 +94,11 @@ const ConnectionLimits = z
 /** Section `lmtp` (lmtp/). */
 const LmtpSection = z.object({
   listen: z.array(ListenAddress).min(1),
-  maxMessageBytes: z.number().int().positive().default(50 * 1024 ** 2),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(50 * 1024 ** 2),
 });
 
 /** Section `imap` (imap/). */
@@ -100,7 +108,11 @@ const ImapSection = z.object({
   tlsListen: z.array(ListenAddress).default([]),
   /** Advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE before STARTTLS. */
   loginDisabledWithoutTls: z.boolean().default(false),
-  maxLiteralBytes: z.number().int().positive().default(50 * 1024 ** 2),
+  maxLiteralBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(50 * 1024 ** 2),
   limits: ConnectionLimits,
 });
 
@@ -130,7 +142,11 @@ const SmtpSection = z.object({
       trustedNetworks: z.array(z.string()).default(["127.0.0.0/8"]),
     })
     .optional(),
-  maxMessageBytes: z.number().int().positive().default(50 * 1024 ** 2),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(50 * 1024 ** 2),
   maxRecipients: z.number().int().positive().default(1000),
   maxConnections: z.number().int().positive().default(10_000),
 });
@@ -140,25 +156,35 @@ const QueueSection = z.object({
   dir: z.string().min(1),
   /** LMTP for local recipients: the store VIP, unless the account's mailHost says otherwise. */
   lmtp: z.object({ host: z.string().min(1), port: z.number().int().positive().default(24) }),
-  maxAgeSeconds: z.number().int().positive().default(5 * 24 * 3600),
+  maxAgeSeconds: z
+    .number()
+    .int()
+    .positive()
+    .default(5 * 24 * 3600),
   concurrencyPerDestination: z.number().int().positive().default(10),
 });
 
 /** Section `filter` (filter/). */
 const FilterSection = z
   .object({
-    dnsbl: z
-      .array(z.object({ zone: z.string().min(1), weight: z.number().default(1) }))
-      .default([]),
+    dnsbl: z.array(z.object({ zone: z.string().min(1), weight: z.number().default(1) })).default([]),
     dnsblRejectScore: z.number().default(1),
     headerChecks: z.string().optional(),
     mimeHeaderChecks: z.string().optional(),
     bodyChecks: z.string().optional(),
     spamd: z
-      .object({ host: z.string(), port: z.number().int().default(783), timeoutMs: z.number().default(15_000) })
+      .object({
+        host: z.string(),
+        port: z.number().int().default(783),
+        timeoutMs: z.number().default(15_000),
+      })
       .optional(),
     clamd: z
-      .object({ host: z.string(), port: z.number().int().default(3310), timeoutMs: z.number().default(30_000) })
+      .object({
+        host: z.string(),
+        port: z.number().int().default(3310),
+        timeoutMs: z.number().default(30_000),
+      })
       .optional(),
     /** Spam score at or above which the message is tagged / rejected. */
     spamTagScore: z.number().default(5),
