@@ -21,6 +21,8 @@ export type Role = z.infer<typeof Roles>;
 const HostSection = z.object({
   name: z.string().min(1),
   roles: z.array(Roles).min(1),
+  /** On SIGTERM, sessions get this long to finish before they are closed (systemd's TimeoutStopSec must be longer). */
+  drainTimeoutSeconds: z.number().int().positive().default(30),
 });
 
 /** Section `log` (log/). */
@@ -59,7 +61,10 @@ const LdapSection = z.object({
   cacheTtlSeconds: z.number().int().nonnegative().default(60),
   /** LDAP attribute holding an account's quota in bytes; absent → store.defaultQuotaBytes. */
   quotaAttribute: z.string().default("mailQuotaBytes"),
+  /** PEM CA bundle for ldaps:// servers; absent → the system's CAs. */
+  caFile: z.string().min(1).optional(),
 });
+export type LdapConfig = z.infer<typeof LdapSection>;
 
 /** Section `store` (store/): Maildir++ on the SAN mount. */
 const StoreSection = z.object({
@@ -149,6 +154,15 @@ const SmtpSection = z.object({
     .default(50 * 1024 ** 2),
   maxRecipients: z.number().int().positive().default(1000),
   maxConnections: z.number().int().positive().default(10_000),
+  /** Resolve the client's PTR name for Received headers (off in tests: no DNS). */
+  reverseLookup: z.boolean().default(true),
+  /** Idle time before a session is dropped (RFC 5321 §4.5.3.2.7 suggests 5 minutes). */
+  idleTimeoutSeconds: z.number().int().positive().default(300),
+  /** AUTH failures from one client IP before replies are delayed, and before AUTH is refused outright. */
+  authFailuresBeforeDelay: z.number().int().positive().default(3),
+  authFailuresBeforeBlock: z.number().int().positive().default(10),
+  /** How long a client IP's AUTH failures are remembered. */
+  authFailureWindowSeconds: z.number().int().positive().default(900),
 });
 
 /** Section `queue` (queue/). */
@@ -162,21 +176,106 @@ const QueueSection = z.object({
     .positive()
     .default(5 * 24 * 3600),
   concurrencyPerDestination: z.number().int().positive().default(10),
+  /** First retry after this long; doubles per attempt up to retryMaxSeconds (Postfix: 300 / 4000). */
+  retryInitialSeconds: z.number().positive().default(300),
+  retryMaxSeconds: z.number().positive().default(4000),
+  /** How often the queue directory is rescanned for due messages and ops requests (flush). */
+  scanIntervalSeconds: z.number().positive().default(10),
+  /** Port of remote MX hosts; always 25 outside tests. */
+  remoteSmtpPort: z.number().int().positive().default(25),
+  /** DNS servers for MX/A lookups ("ip" or "ip:port"); absent → filter.dnsServers, then the system's. */
+  dnsServers: z.array(z.string()).optional(),
+  /** Connect / greeting / idle timeouts for outbound LMTP and SMTP. */
+  connectTimeoutSeconds: z.number().positive().default(30),
+  socketTimeoutSeconds: z.number().positive().default(300),
 });
 
-/** Section `filter` (filter/). */
+/**
+ * Section `filter` (filter/). Each key is named after its check's module
+ * (runtime/src/filter/<key>.ts) and test. Map paths take Postfix's
+ * `type:path` form (`regexp:/etc/postfix/header_checks`, `hash:/etc/postfix/access`;
+ * hash maps are read from their source file) or a bare path.
+ */
 const FilterSection = z
   .object({
-    dnsbl: z.array(z.object({ zone: z.string().min(1), weight: z.number().default(1) })).default([]),
+    dnsbl: z
+      .array(
+        z.object({
+          zone: z.string().min(1),
+          weight: z.number().default(1),
+          /** Only these 127.x answers count (e.g. ["127.0.0.2", "127.0.0.4"]); all 127/8 by default. */
+          answers: z.array(z.string()).optional(),
+        }),
+      )
+      .default([]),
     dnsblRejectScore: z.number().default(1),
+    /** One DNS query's timeout (DNSBL, SPF, DKIM keys, DMARC); a timeout is an error, never a reject. */
+    dnsTimeoutMs: z.number().int().positive().default(3000),
+    /** Postfix header_checks: top-level non-MIME headers. */
     headerChecks: z.string().optional(),
+    /** Postfix mime_header_checks: MIME headers of every part; Postfix's default is the headerChecks map. */
     mimeHeaderChecks: z.string().optional(),
+    /** Postfix nested_header_checks: headers of attached messages; defaults to the headerChecks map. */
+    nestedHeaderChecks: z.string().optional(),
+    /** Postfix body_checks: body lines as received (not decoded). */
     bodyChecks: z.string().optional(),
+    /** Postfix body_checks_size_limit: bytes of each body part given to bodyChecks. */
+    bodyChecksSizeLimit: z.number().int().positive().default(51_200),
+    /** Postfix check_sender_access / check_recipient_access maps (access(5)). */
+    senderAccess: z.string().optional(),
+    recipientAccess: z.string().optional(),
+    rate: z
+      .object({
+        /** New connections per client IP in any 60 s; more → 421 4.7.0. 0 disables. */
+        maxConnectionsPerMinute: z.number().int().nonnegative().default(120),
+        /** Simultaneous connections per client IP; more → 421 4.7.0. 0 disables. */
+        maxConcurrent: z.number().int().nonnegative().default(20),
+      })
+      .prefault({}),
+    helo: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Reject bad HELO names (Postfix reject_invalid/non_fqdn_helo_hostname); false → add `score`. */
+        reject: z.boolean().default(true),
+        score: z.number().default(1),
+      })
+      .prefault({}),
+    /** Reject clients that talk before the greeting (RFC 5321 §4.3.1). */
+    earlyTalker: z.object({ enabled: z.boolean().default(true) }).prefault({}),
+    spf: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Reject SPF "fail" at MAIL FROM (550 5.7.23, RFC 7372); otherwise it scores. */
+        rejectFail: z.boolean().default(false),
+        failScore: z.number().default(3),
+        softfailScore: z.number().default(1),
+      })
+      .prefault({}),
+    dkim: z.object({ enabled: z.boolean().default(true), failScore: z.number().default(1) }).prefault({}),
+    dmarc: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Honour p=reject with 550 5.7.1; p=quarantine adds quarantineScore. */
+        enforce: z.boolean().default(true),
+        quarantineScore: z.number().default(5),
+        failScore: z.number().default(1),
+      })
+      .prefault({}),
+    arc: z.object({ enabled: z.boolean().default(true), failScore: z.number().default(0.5) }).prefault({}),
+    /** MIME structure limits (Postfix mime_nesting_limit is 100; real mail stays far below these). */
+    mimeBomb: z
+      .object({
+        maxDepth: z.number().int().positive().default(30),
+        maxParts: z.number().int().positive().default(1000),
+      })
+      .prefault({}),
     spamd: z
       .object({
         host: z.string(),
         port: z.number().int().default(783),
         timeoutMs: z.number().default(15_000),
+        /** Larger messages are not sent to spamd (spamc's default -s 500 KB). */
+        maxBytes: z.number().int().positive().default(512_000),
       })
       .optional(),
     clamd: z
@@ -191,16 +290,12 @@ const FilterSection = z
     spamRejectScore: z.number().default(12),
     /** When spamd or clamd cannot be reached: accept (open) or tempfail (closed). */
     onScannerFailure: z.enum(["open", "closed"]).default("closed"),
-    /** A DNS server to ask instead of the system's (tests, lab). */
+    /** A DNS server to ask instead of the system's (tests, lab): "ip" or "ip:port". */
     dnsServers: z.array(z.string()).optional(),
+    /** authserv-id of Authentication-Results (RFC 8601 §2.5); the host name by default. */
+    authservId: z.string().optional(),
   })
-  .default({
-    dnsbl: [],
-    dnsblRejectScore: 1,
-    spamTagScore: 5,
-    spamRejectScore: 12,
-    onScannerFailure: "closed",
-  });
+  .prefault({});
 
 /** Section `webmail` (webmail/). */
 const WebmailSection = z.object({

@@ -21,6 +21,15 @@ export interface CheckResult {
   action?: "reject" | "tempfail";
   /** Text for the SMTP reply when it decides. */
   reply?: string;
+  /** SMTP code and enhanced status for `action` (e.g. 421 "4.7.0"); the verdict's defaults otherwise. */
+  code?: number;
+  enhanced?: string;
+  /** Postfix-style side effects of a map action: DISCARD / HOLD (see Verdict.disposition). */
+  disposition?: "discard" | "hold";
+  /** Headers a map's PREPEND action asks for. */
+  prepend?: Array<[name: string, value: string]>;
+  /** Milliseconds the check took (for the statistics and the benchmark). */
+  ms?: number;
 }
 
 export type VerdictAction = "accept" | "tag" | "reject" | "tempfail";
@@ -37,6 +46,17 @@ export interface Verdict {
   /** Which rule decided, for the statistics. */
   decidedBy: string;
   results: CheckResult[];
+  /**
+   * Postfix DISCARD / HOLD from a map: reply 250 as for accept, then drop the
+   * message (discard) or keep it in the queue without delivering it (hold).
+   * A caller that ignores this delivers the message — nothing is lost.
+   */
+  disposition?: "discard" | "hold";
+  /**
+   * Lower-case names of top-level headers to strip before adding `addHeaders`
+   * (a sender's own X-Spam-* headers must not reach Sieve). Optional to honour.
+   */
+  removeHeaders?: string[];
 }
 
 export interface ConnectionInfo {
@@ -48,6 +68,11 @@ export interface ConnectionInfo {
   earlyTalker?: boolean;
   authenticatedUser?: string;
   trustedNetwork?: boolean;
+  /**
+   * The client came in on the submission port (587), where AUTH is required
+   * before MAIL: connection checks (DNSBL, HELO, rate) are skipped for it.
+   */
+  submission?: boolean;
 }
 
 export interface Envelope {
@@ -59,7 +84,14 @@ export interface Envelope {
 /**
  * One pipeline per SMTP transaction. Stage methods return a verdict that is
  * final early (reject/tempfail) or "accept" to go on; onData returns the
- * message's full verdict, including headers to add.
+ * message's full verdict, including headers to add. A rejected RCPT rejects
+ * that recipient only.
+ *
+ * Either a fresh transaction per mail transaction with onConnect/onHelo
+ * replayed (the rate check knows a connection by remoteAddress:remotePort and
+ * counts it once; DNSBL answers are cached briefly), or one per connection
+ * with reset() between messages. Call close() when the connection ends so its
+ * concurrency slot is freed at once (otherwise it expires after the idle time).
  */
 export interface FilterTransaction {
   onConnect(conn: ConnectionInfo): Promise<Verdict>;
@@ -70,6 +102,12 @@ export interface FilterTransaction {
   onData(message: Buffer, envelope: Envelope): Promise<Verdict>;
   /** The structured record of every verdict, for the log and the statistics. */
   record(): Record<string, unknown>;
+  /** The client authenticated (SMTP AUTH): sender checks and spam scoring are skipped. */
+  onAuth?(user: string): void;
+  /** Start the next mail transaction on the same connection (after RSET / a finished DATA). */
+  reset?(): void;
+  /** The connection ended: releases its concurrency slot. Idempotent. */
+  close?(): void;
 }
 
 export interface FilterPipeline {

@@ -1,0 +1,366 @@
+/**
+ * Delivery workers. Each due message is read from disk, its pending
+ * recipients grouped by destination (an LMTP store, or a remote domain's MX),
+ * one transaction per destination under a per-destination concurrency limit,
+ * and the outcome of every recipient saved durably as soon as its transaction
+ * ends — so a crash repeats at most the transaction that was in flight, which
+ * is what SMTP allows (RFC 5321 §6.1). 4xx and connection failures are
+ * retried with exponential backoff until queue.maxAgeSeconds; permanent
+ * failures and expiry produce a DSN (RFC 3464) to the sender, never to the
+ * null sender.
+ */
+import type { Resolver } from "node:dns/promises";
+import type { Logger } from "pino";
+import type { RuntimeConfig } from "../config/schema.js";
+import { DirectoryUnavailableError } from "../directory/types.js";
+import { buildDsn, type DsnEntry, statusFromReply } from "./dsn.js";
+import { createResolver, MxLookupError, resolveMxHosts } from "./mx.js";
+import { KeyedSemaphore } from "./semaphore.js";
+import type { QueueStore } from "./store.js";
+import { type RecipientOutcome, sendTransaction, type TransportTarget } from "./transport.js";
+import type { QueuedEnvelope, QueuedRecipient, Router } from "./types.js";
+
+export type QueueConfig = NonNullable<RuntimeConfig["queue"]>;
+
+/** Messages being delivered at once, over all destinations. */
+export const MAX_MESSAGES_IN_FLIGHT = 200;
+
+export interface QueueRunnerOptions {
+  store: QueueStore;
+  config: QueueConfig;
+  /** This host's name: EHLO/LHLO, Reporting-MTA. */
+  hostname: string;
+  router: Router;
+  logger: Logger;
+  /** DNS servers for MX lookups (queue.dnsServers ?? filter.dnsServers). */
+  dnsServers?: string[];
+  now?: () => number;
+}
+
+/** Delay before attempt `attempts + 1`: initial × 2^(attempts-1), capped. */
+export function backoffSeconds(attempts: number, initial: number, max: number): number {
+  return Math.min(initial * 2 ** Math.max(0, attempts - 1), max);
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+}
+
+interface Group {
+  key: string;
+  recipients: QueuedRecipient[];
+  kind: "lmtp" | "smtp";
+  host: string;
+}
+
+export class QueueRunner {
+  private readonly due = new Map<string, number>();
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly destinations: KeyedSemaphore;
+  private readonly resolver: Resolver;
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private scanning = false;
+  private lastScanAt = 0;
+  private stopped = false;
+
+  constructor(private readonly options: QueueRunnerOptions) {
+    this.destinations = new KeyedSemaphore(options.config.concurrencyPerDestination);
+    this.resolver = createResolver(options.dnsServers);
+    this.now = options.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    await this.options.store.open();
+    await this.scan(false);
+    this.schedule();
+  }
+
+  /** A message was just committed: deliver it now. */
+  notify(envelope: QueuedEnvelope): void {
+    if (envelope.hold) return;
+    this.due.set(envelope.id, envelope.nextAttemptAt);
+    this.kick();
+  }
+
+  /** Messages known to the runner (queued, not yet done). */
+  size(): number {
+    return this.due.size;
+  }
+
+  /** Stops scheduling and waits for transactions in flight, up to the deadline. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.inFlight.values()]),
+      new Promise<void>((resolve) => {
+        timeout = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    if (timeout) clearTimeout(timeout);
+  }
+
+  /** Rereads the directory (messages added or removed by ops); a flush request makes everything due. */
+  private async scan(flushAll: boolean): Promise<void> {
+    if (this.scanning) return;
+    this.scanning = true;
+    this.lastScanAt = this.now();
+    try {
+      const flush = flushAll || (await this.options.store.takeFlushRequest());
+      const ids = new Set(await this.options.store.ids());
+      for (const id of this.due.keys()) if (!ids.has(id) && !this.inFlight.has(id)) this.due.delete(id);
+      for (const id of ids) {
+        if (this.inFlight.has(id)) continue;
+        if (this.due.has(id) && !flush) continue;
+        const env = await this.options.store.load(id);
+        if (!env || env.hold) this.due.delete(id);
+        else this.due.set(id, flush ? 0 : env.nextAttemptAt);
+      }
+      if (flush) this.options.logger.info({ messages: ids.size }, "queue flush");
+    } catch (err) {
+      this.options.logger.error({ err }, "queue scan failed");
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    const scanMs = this.options.config.scanIntervalSeconds * 1000;
+    let wait = scanMs;
+    const now = this.now();
+    for (const [id, at] of this.due) if (!this.inFlight.has(id)) wait = Math.min(wait, Math.max(0, at - now));
+    this.timer = setTimeout(() => {
+      void (async () => {
+        if (this.now() - this.lastScanAt >= scanMs) await this.scan(false);
+        this.kick();
+        this.schedule();
+      })();
+    }, wait);
+    this.timer.unref();
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    for (const [id, at] of this.due) {
+      if (this.inFlight.size >= MAX_MESSAGES_IN_FLIGHT) break;
+      if (at > now || this.inFlight.has(id)) continue;
+      const run = this.attempt(id)
+        .catch((err) => {
+          this.options.logger.error({ err, queueId: id }, "delivery attempt failed");
+          this.due.set(id, this.now() + this.options.config.retryInitialSeconds * 1000);
+        })
+        .finally(() => {
+          this.inFlight.delete(id);
+          this.kick();
+          this.schedule();
+        });
+      this.inFlight.set(id, run);
+    }
+  }
+
+  /** Ops (`queue flush`) and tests: everything due now. */
+  async flush(): Promise<void> {
+    await this.scan(true);
+    this.kick();
+  }
+
+  private async attempt(id: string): Promise<void> {
+    const { store, config, logger } = this.options;
+    const env = await store.load(id);
+    if (!env || env.hold) {
+      this.due.delete(id);
+      return;
+    }
+    const message = await store.readMessage(id);
+    env.attempts += 1;
+    const log = logger.child({ queueId: id });
+
+    await this.resolveRoutes(env);
+    const groups = this.groupPending(env);
+    let saving: Promise<void> = Promise.resolve();
+    const persist = () => {
+      saving = saving.then(async () => {
+        if (await store.load(id)) await store.save(env);
+      });
+      return saving;
+    };
+    await Promise.all(
+      groups.map(async (group) => {
+        const release = await this.destinations.acquire(group.key);
+        try {
+          if (group.kind === "lmtp") await this.deliverLmtp(env, group, message);
+          else await this.deliverSmtp(env, group, message);
+        } finally {
+          release();
+        }
+        for (const r of group.recipients) {
+          log.info(
+            { rcpt: r.address, destination: group.key, status: r.status, reply: r.lastReply, attempt: env.attempts },
+            "delivery",
+          );
+        }
+        await persist();
+      }),
+    );
+    await saving;
+
+    const now = this.now();
+    const pending = env.recipients.filter((r) => r.status === "pending");
+    if (pending.length > 0 && now - env.receivedAt >= config.maxAgeSeconds * 1000) {
+      for (const r of pending) {
+        r.status = "failed";
+        r.lastReply = `4.4.7 message expired after ${config.maxAgeSeconds} s in the queue; last error: ${r.lastReply ?? "none"}`;
+      }
+      log.warn({ recipients: pending.length }, "message expired");
+    }
+    await this.sendDsns(env, message);
+
+    if (!(await store.load(id))) {
+      this.due.delete(id);
+      return;
+    }
+    if (env.recipients.some((r) => r.status === "pending")) {
+      env.nextAttemptAt = now + backoffSeconds(env.attempts, config.retryInitialSeconds, config.retryMaxSeconds) * 1000;
+      await store.save(env);
+      this.due.set(id, env.nextAttemptAt);
+    } else {
+      await store.remove(id);
+      this.due.delete(id);
+      log.info({ attempts: env.attempts }, "message done");
+    }
+  }
+
+  private async resolveRoutes(env: QueuedEnvelope): Promise<void> {
+    for (const r of env.recipients) {
+      if (r.status !== "pending" || r.route.kind !== "resolve") continue;
+      try {
+        const resolved = await this.options.router.resolve(r.address);
+        if (resolved) {
+          r.address = resolved.address;
+          r.route = resolved.route;
+        } else {
+          r.status = "failed";
+          r.lastReply = "550 5.1.1 no such recipient";
+        }
+      } catch (err) {
+        r.lastReply =
+          err instanceof DirectoryUnavailableError ? "451 4.4.3 directory unavailable" : "451 4.3.0 routing failed";
+      }
+    }
+  }
+
+  private groupPending(env: QueuedEnvelope): Group[] {
+    const groups = new Map<string, Group>();
+    for (const r of env.recipients) {
+      if (r.status !== "pending" || r.route.kind === "resolve") continue;
+      const [kind, host] =
+        r.route.kind === "lmtp"
+          ? (["lmtp", r.route.host ?? this.options.config.lmtp.host] as const)
+          : (["smtp", domainOf(r.address)] as const);
+      const key = `${kind}:${host}`;
+      const group = groups.get(key) ?? { key, kind, host, recipients: [] };
+      // One copy per address and destination: a repeated address would confuse per-recipient replies.
+      if (!group.recipients.some((g) => g.address.toLowerCase() === r.address.toLowerCase())) group.recipients.push(r);
+      else r.status = "delivered";
+      groups.set(key, group);
+    }
+    return [...groups.values()];
+  }
+
+  private target(host: string, port: number, lmtp: boolean, servername?: string): TransportTarget {
+    const { config, hostname } = this.options;
+    return {
+      host,
+      port,
+      lmtp,
+      name: hostname,
+      connectTimeoutMs: config.connectTimeoutSeconds * 1000,
+      socketTimeoutMs: config.socketTimeoutSeconds * 1000,
+      ...(servername ? { servername } : {}),
+    };
+  }
+
+  private apply(group: Group, outcomes: Map<string, RecipientOutcome>, remoteMta: string): void {
+    for (const r of group.recipients) {
+      const outcome = outcomes.get(r.address);
+      if (!outcome) continue;
+      r.lastReply = outcome.reply;
+      r.remoteMta = remoteMta;
+      if (outcome.klass === 2) r.status = "delivered";
+      else if (outcome.klass === 5) r.status = "failed";
+    }
+  }
+
+  private async deliverLmtp(env: QueuedEnvelope, group: Group, message: Buffer): Promise<void> {
+    const target = this.target(group.host, this.options.config.lmtp.port, true);
+    const result = await sendTransaction(
+      target,
+      env.mailFrom,
+      group.recipients.map((r) => r.address),
+      message,
+    );
+    this.apply(group, result.outcomes, group.host);
+  }
+
+  private async deliverSmtp(env: QueuedEnvelope, group: Group, message: Buffer): Promise<void> {
+    let hosts: Awaited<ReturnType<typeof resolveMxHosts>>;
+    try {
+      hosts = await resolveMxHosts(this.resolver, group.host);
+    } catch (err) {
+      const permanent = err instanceof MxLookupError && err.permanent;
+      for (const r of group.recipients) {
+        r.lastReply = `${permanent ? 550 : 451} ${(err as Error).message}`;
+        if (permanent) r.status = "failed";
+      }
+      return;
+    }
+    let lastError = "4.4.1 no mail exchanger reachable";
+    for (const mx of hosts) {
+      const result = await sendTransaction(
+        this.target(mx.address, this.options.config.remoteSmtpPort, false, mx.name),
+        env.mailFrom,
+        group.recipients.map((r) => r.address),
+        message,
+      );
+      if (result.connected) {
+        this.apply(group, result.outcomes, mx.name);
+        return;
+      }
+      lastError = result.outcomes.values().next().value?.reply ?? lastError;
+    }
+    for (const r of group.recipients) r.lastReply = `451 ${lastError} (all ${hosts.length} MX addresses tried)`;
+  }
+
+  /**
+   * DSNs for recipients that failed (unless NOTIFY=NEVER or without FAILURE)
+   * or were delivered with NOTIFY=SUCCESS (RFC 3461 §4.1). One report per
+   * attempt; recipients are marked so a report is never repeated.
+   */
+  private async sendDsns(env: QueuedEnvelope, message: Buffer): Promise<void> {
+    const entries: DsnEntry[] = [];
+    for (const r of env.recipients) {
+      if (r.dsnDone || r.status === "pending") continue;
+      r.dsnDone = true;
+      const notify = r.notify ?? ["FAILURE"];
+      if (r.status === "failed" && notify.includes("FAILURE")) {
+        entries.push({ recipient: r, action: "failed", status: statusFromReply(r.lastReply, "5.0.0") });
+      } else if (r.status === "delivered" && notify.includes("SUCCESS")) {
+        entries.push({ recipient: r, action: "delivered", status: "2.0.0" });
+      }
+    }
+    if (entries.length === 0 || env.mailFrom === "") return;
+    const dsn = buildDsn({ reportingMta: this.options.hostname, envelope: env, entries, original: message });
+    const queued = await this.options.store.enqueue(
+      dsn,
+      { mailFrom: "", recipients: [{ address: env.mailFrom, original: env.mailFrom, route: { kind: "resolve" } }] },
+      this.now(),
+    );
+    this.options.logger.info({ queueId: env.id, dsnId: queued.id, recipients: entries.length }, "DSN queued");
+    this.notify(queued);
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * `mailinfra serve smtp`: the host's SMTP roles and the queue behind them.
+ *   mx     smtp.mx.listen             port 25, local domains only, no AUTH
+ *   relay  smtp.relay.listen          port 25, trusted networks may relay
+ *          smtp.relay.submissionListen  587, STARTTLS + AUTH required
+ * Every accepted message goes through the durable queue (queue/), which
+ * delivers by LMTP to the stores and by SMTP to remote MX hosts.
+ */
+import type { AddressInfo } from "node:net";
+import type { SMTPServer } from "smtp-server";
+import type { FilterPipeline } from "../filter/types.js";
+import { openQueue, type Queue } from "../queue/index.js";
+import type { RunningService, ServiceContext, StartService } from "../service.js";
+import { acceptAllPipeline } from "./accept-all-filter.js";
+import { LocalDomains } from "./address.js";
+import { AuthThrottle } from "./auth-throttle.js";
+import { Networks } from "./networks.js";
+import { createRouter } from "./recipients.js";
+import { createListener, type ListenerKind } from "./server.js";
+
+export interface SmtpServiceOptions {
+  /** The filtering pipeline; defaults to accept-everything until filter/ provides one. */
+  pipeline?: FilterPipeline;
+}
+
+/** "host:port", "[v6]:port", ":port" → listen() arguments. */
+export function parseListen(address: string): { host: string; port: number } {
+  const match = address.match(/^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/);
+  if (!match) throw new Error(`bad listen address ${JSON.stringify(address)}`);
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port: Number(match[3]) };
+}
+
+export async function startSmtp(ctx: ServiceContext, options: SmtpServiceOptions = {}): Promise<RunningService> {
+  const { config, logger } = ctx;
+  const smtp = config.smtp;
+  if (!smtp) throw new Error("runtime.yaml: `smtp` section missing for the smtp service");
+  if (!config.queue) throw new Error("runtime.yaml: `queue` section missing for the smtp service");
+  if (!ctx.directory) throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
+  const roles = new Set(config.host.roles);
+  const wantMx = Boolean(smtp.mx) && (roles.has("mx") || roles.has("test"));
+  const wantRelay = Boolean(smtp.relay) && (roles.has("relay") || roles.has("test"));
+  if (wantRelay && (smtp.relay?.submissionListen.length ?? 0) > 0 && !ctx.tls) {
+    throw new Error("runtime.yaml: submission needs the `tls` section (STARTTLS before AUTH)");
+  }
+
+  const log = logger.child({ service: "smtp" });
+  const domains = new LocalDomains(smtp.domains);
+  const directory = ctx.directory;
+  const dnsServers = config.queue.dnsServers ?? config.filter.dnsServers;
+  const queue: Queue = await openQueue({
+    config: config.queue,
+    hostname: config.host.name,
+    router: createRouter(directory, domains),
+    logger: logger.child({ service: "queue" }),
+    ...(dnsServers ? { dnsServers } : {}),
+  });
+  const pipeline = options.pipeline ?? acceptAllPipeline();
+  const throttle = new AuthThrottle(
+    smtp.authFailuresBeforeDelay,
+    smtp.authFailuresBeforeBlock,
+    smtp.authFailureWindowSeconds * 1000,
+  );
+  const common = {
+    config: smtp,
+    hostname: config.host.name,
+    domains,
+    directory,
+    queue,
+    pipeline,
+    logger: log,
+    throttle,
+    ...(ctx.tls ? { tls: ctx.tls } : {}),
+    ...(config.filter.dnsServers ? { dnsServers: config.filter.dnsServers } : {}),
+  };
+  const plan: Array<{ kind: ListenerKind; address: string }> = [];
+  if (wantMx) for (const a of smtp.mx?.listen ?? []) plan.push({ kind: "mx", address: a });
+  if (wantRelay) {
+    for (const a of smtp.relay?.listen ?? []) plan.push({ kind: "relay", address: a });
+    for (const a of smtp.relay?.submissionListen ?? []) plan.push({ kind: "submission", address: a });
+  }
+  const trusted = new Networks(smtp.relay?.trustedNetworks ?? []);
+
+  const servers: Array<{ kind: ListenerKind; server: SMTPServer }> = [];
+  try {
+    for (const { kind, address } of plan) {
+      const server = createListener({ ...common, kind, ...(kind === "relay" ? { trusted } : {}) });
+      const { host, port } = parseListen(address);
+      await new Promise<void>((resolve, reject) => {
+        server.server.once("error", reject);
+        server.listen(port, host, () => {
+          server.server.removeListener("error", reject);
+          resolve();
+        });
+      });
+      servers.push({ kind, server });
+    }
+  } catch (err) {
+    for (const { server } of servers) server.close();
+    await queue.drain(0);
+    throw err;
+  }
+  const addresses = () =>
+    servers.map(({ server }) => {
+      const a = server.server.address() as AddressInfo;
+      return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    });
+  log.info({ listeners: servers.map((s, i) => `${s.kind} ${addresses()[i]}`) }, "smtp service started");
+
+  return {
+    name: "smtp",
+    addresses,
+    /** Per listener kind, for tests and the bench. */
+    async drain(timeoutMs: number) {
+      await Promise.all(
+        servers.map(
+          ({ server }) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, timeoutMs);
+              server.close(() => {
+                clearTimeout(timer);
+                resolve();
+              });
+            }),
+        ),
+      );
+      await queue.drain(timeoutMs);
+      if (!options.pipeline) await pipeline.close();
+    },
+    async healthy() {
+      return servers.every(({ server }) => server.server.listening);
+    },
+  };
+}
+
+export const start: StartService = (ctx) => startSmtp(ctx);

@@ -1,0 +1,37 @@
+/**
+ * Removing messages under the mailbox lock: files unlinked, records dropped,
+ * one new MODSEQ for the operation (RFC 7162 §3.2 — expunges raise
+ * HIGHESTMODSEQ).
+ */
+import { unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { curName } from "./filename.js";
+import { fsyncPath, isErrno } from "./fsutil.js";
+import type { IndexData, IndexRecord } from "./uidlist.js";
+
+export function recordPath(mailboxPath: string, r: IndexRecord): string {
+  return join(mailboxPath, r.dir, r.dir === "new" ? r.base : curName(r.base, r.letters));
+}
+
+export async function removeRecords(
+  mailboxPath: string,
+  data: IndexData,
+  shouldRemove: (r: IndexRecord) => boolean,
+  fsync: boolean,
+): Promise<IndexRecord[]> {
+  const removed: IndexRecord[] = [];
+  const kept: IndexRecord[] = [];
+  for (const r of data.records) (shouldRemove(r) ? removed : kept).push(r);
+  if (removed.length === 0) return removed;
+  for (const r of removed) {
+    try {
+      await unlink(recordPath(mailboxPath, r));
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+    }
+  }
+  if (fsync) await fsyncPath(join(mailboxPath, "cur"));
+  data.records = kept;
+  data.highestModseq += 1;
+  return removed;
+}

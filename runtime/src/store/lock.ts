@@ -1,0 +1,125 @@
+/**
+ * Lock files shared by the processes on the store host (IMAP, POP3 and LMTP
+ * run as separate services): created with O_EXCL, holding "<pid> <host> <ms>".
+ * A lock whose holder is gone (pid dead on this host) or that is older than its
+ * stale age is broken. Breaking renames the lock aside first, so of two
+ * processes breaking the same stale lock only one wins.
+ */
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { isErrno, sleep } from "./fsutil.js";
+import { StoreError } from "./types.js";
+
+const HOST = hostname();
+
+export interface LockOptions {
+  /** Give up (TEMPFAIL, or INUSE when `failFast`) after this long. */
+  timeoutMs: number;
+  /** A lock older than this is taken as abandoned (0 = never by age). */
+  staleMs: number;
+  /** A lock written by another host is abandoned (active/passive store: only one node mounts). */
+  otherHostIsStale: boolean;
+  /** Do not wait: INUSE at once. */
+  failFast?: boolean;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, "EPERM");
+  }
+}
+
+/** The lock's content when it is abandoned, else null. */
+async function staleContent(path: string, options: LockOptions): Promise<string | null> {
+  let text: string;
+  let mtimeMs: number;
+  try {
+    [text, mtimeMs] = await Promise.all([readFile(path, "utf8"), stat(path).then((s) => s.mtimeMs)]);
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return null; // released meanwhile: just retry
+    throw err;
+  }
+  const [pidText, host] = text.split(" ");
+  const pid = Number(pidText);
+  let stale: boolean;
+  if (options.staleMs > 0 && Date.now() - mtimeMs > options.staleMs) stale = true;
+  else if (!host) stale = Date.now() - mtimeMs > 5000; // being written, or torn by a crash
+  else if (host !== HOST) stale = options.otherHostIsStale;
+  else stale = Number.isInteger(pid) && pid > 0 && !alive(pid);
+  return stale ? text : null;
+}
+
+/** Moves the lock aside; puts it back when it turned out to be a fresh one (another breaker won). */
+async function breakLock(path: string, staleText: string): Promise<void> {
+  const aside = `${path}.stale-${randomBytes(4).toString("hex")}`;
+  try {
+    await rename(path, aside);
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return;
+    throw err;
+  }
+  const text = await readFile(aside, "utf8").catch(() => staleText);
+  if (text !== staleText) await link(aside, path).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+}
+
+/** Takes the lock; resolves to its release function. */
+export async function acquireLock(path: string, options: LockOptions): Promise<() => Promise<void>> {
+  const deadline = Date.now() + options.timeoutMs;
+  let delay = 1;
+  for (;;) {
+    try {
+      const handle = await open(path, "wx", 0o600);
+      try {
+        await handle.writeFile(`${process.pid} ${HOST} ${Date.now()}`);
+      } finally {
+        await handle.close();
+      }
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        await unlink(path).catch(() => undefined);
+      };
+    } catch (err) {
+      if (!isErrno(err, "EEXIST")) throw err;
+    }
+    const stale = await staleContent(path, options);
+    if (stale !== null) {
+      await breakLock(path, stale);
+      continue;
+    }
+    if (options.failFast) throw new StoreError("INUSE", "locked by another session");
+    if (Date.now() > deadline) throw new StoreError("TEMPFAIL", "timed out waiting for a mailbox lock");
+    await sleep(delay);
+    delay = Math.min(delay * 2, 20);
+  }
+}
+
+/** A FIFO mutex for one process (the file lock is per process, this orders the callers inside it). */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+
+  get idle(): boolean {
+    return this.pending === 0;
+  }
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    this.pending += 1;
+    const result = this.tail.then(fn);
+    this.tail = result.then(
+      () => {
+        this.pending -= 1;
+      },
+      () => {
+        this.pending -= 1;
+      },
+    );
+    return result;
+  }
+}

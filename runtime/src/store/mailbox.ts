@@ -1,0 +1,337 @@
+/**
+ * One mailbox directory as this process sees it: the cached index, the
+ * in-process mutex plus the cross-process lock file around every index update,
+ * group-committed appends, \Recent hand-out and change notification (in-process
+ * listeners, and fs.watch on the directory for changes other processes make —
+ * LMTP and IMAP are separate services on the store host).
+ */
+import { type FSWatcher, watch } from "node:fs";
+import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { curName } from "./filename.js";
+import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
+import { fsyncPath, isErrno, writeAtomic } from "./fsutil.js";
+import { acquireLock, Mutex } from "./lock.js";
+import type { TmpMessage } from "./save.js";
+import { dirMtimes, reconcile } from "./sync.js";
+import { StoreError } from "./types.js";
+import { INDEX_FILE, type IndexData, parseIndex, serializeIndex } from "./uidlist.js";
+
+export const LOCK_FILE = "mailinfra-index.lock";
+/** Index updates hold the lock for milliseconds; one this old belongs to a hung or dead process. */
+export const INDEX_LOCK_STALE_MS = 30_000;
+export const INDEX_LOCK_TIMEOUT_MS = 15_000;
+/** Coalesce bursts of change events into one callback. */
+const NOTIFY_DELAY_MS = 15;
+
+export interface MailboxOptions {
+  fsync: boolean;
+  newUidValidity: () => number;
+}
+
+/** An update in progress: mutate `data` / `keywords`, set the dirty flags. */
+export interface Tx {
+  data: IndexData;
+  keywords: string[];
+  dirty: boolean;
+  keywordsDirty: boolean;
+}
+
+export interface PendingAppend extends TmpMessage {
+  flags: string[];
+}
+
+function clone(data: IndexData): IndexData {
+  return { ...data, records: data.records.map((r) => ({ ...r })) };
+}
+
+export class Mailbox {
+  private readonly mutex = new Mutex();
+  private cache: { key: string; data: IndexData } | null = null;
+  private keywordCache: { key: string; list: string[] } | null = null;
+  private readonly listeners = new Set<() => void>();
+  private watcher: FSWatcher | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private notifyTimer: NodeJS.Timeout | null = null;
+  private pending: Array<{ item: PendingAppend; resolve: (uid: number) => void; reject: (e: unknown) => void }> =
+    [];
+  private flushing = false;
+  refs = 0;
+
+  constructor(
+    readonly path: string,
+    private readonly options: MailboxOptions,
+  ) {}
+
+  get idle(): boolean {
+    return this.refs === 0 && this.mutex.idle && this.pending.length === 0 && this.listeners.size === 0;
+  }
+
+  async exists(): Promise<boolean> {
+    try {
+      return (await stat(join(this.path, "cur"))).isDirectory();
+    } catch (err) {
+      if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR")) return false;
+      throw err;
+    }
+  }
+
+  private async readIndex(): Promise<IndexData | null> {
+    const file = join(this.path, INDEX_FILE);
+    let key: string;
+    try {
+      const st = await stat(file, { bigint: true });
+      key = `${st.ino}:${st.mtimeNs}:${st.size}`;
+    } catch (err) {
+      if (isErrno(err, "ENOENT")) return null;
+      throw err;
+    }
+    if (this.cache?.key === key) return this.cache.data;
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      if (isErrno(err, "ENOENT")) return null;
+      throw err;
+    }
+    const data = parseIndex(text);
+    if (data) this.cache = { key, data };
+    return data;
+  }
+
+  async keywords(): Promise<string[]> {
+    let key = "none";
+    try {
+      const st = await stat(join(this.path, KEYWORDS_FILE), { bigint: true });
+      key = `${st.ino}:${st.mtimeNs}:${st.size}`;
+    } catch (err) {
+      if (!isErrno(err, "ENOENT")) throw err;
+    }
+    if (this.keywordCache?.key !== key) this.keywordCache = { key, list: await readKeywords(this.path) };
+    return this.keywordCache.list;
+  }
+
+  private async fresh(data: IndexData | null): Promise<boolean> {
+    if (!data) return false;
+    const m = await dirMtimes(this.path);
+    return m.newMtime === data.newMtime && m.curMtime === data.curMtime;
+  }
+
+  private async ensureExists(): Promise<void> {
+    if (!(await this.exists())) throw new StoreError("NONEXISTENT", "mailbox does not exist");
+  }
+
+  /** The current index (read-only: do not mutate). Takes the lock only when the Maildir changed behind it. */
+  async current(): Promise<IndexData> {
+    await this.ensureExists();
+    const data = await this.readIndex();
+    if (data && (await this.fresh(data))) return data;
+    return this.update(async (tx) => tx.data);
+  }
+
+  /** Runs `fn` under the mutex and the lock file on an up-to-date copy of the index; writes it when dirty. */
+  update<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      await this.ensureExists();
+      const release = await acquireLock(join(this.path, LOCK_FILE), {
+        timeoutMs: INDEX_LOCK_TIMEOUT_MS,
+        staleMs: INDEX_LOCK_STALE_MS,
+        otherHostIsStale: false,
+      });
+      try {
+        let data = await this.readIndex();
+        let dirty = false;
+        if (!(await this.fresh(data))) {
+          const r = await reconcile(this.path, data ? clone(data) : null, this.options.newUidValidity);
+          data = r.data;
+          dirty = r.changed;
+        } else {
+          data = clone(data as IndexData);
+        }
+        const tx: Tx = { data, keywords: [...(await this.keywords())], dirty, keywordsDirty: false };
+        const result = await fn(tx);
+        if (tx.keywordsDirty) await writeKeywords(this.path, tx.keywords, this.options.fsync);
+        if (tx.dirty) await this.writeIndex(tx.data);
+        if (tx.dirty || tx.keywordsDirty) this.scheduleNotify();
+        return result;
+      } finally {
+        await release();
+      }
+    });
+  }
+
+  private async writeIndex(data: IndexData): Promise<void> {
+    const m = await dirMtimes(this.path);
+    data.newMtime = m.newMtime;
+    data.curMtime = m.curMtime;
+    const file = join(this.path, INDEX_FILE);
+    await writeAtomic(join(this.path, `${INDEX_FILE}.tmp`), file, this.path, serializeIndex(data), this.options.fsync);
+    const st = await stat(file, { bigint: true });
+    this.cache = { key: `${st.ino}:${st.mtimeNs}:${st.size}`, data };
+  }
+
+  /** Group commit: appends waiting while an update runs are renamed into place and indexed together. */
+  commitAppend(item: PendingAppend): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ item, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending.splice(0);
+        const outcome = new Map<PendingAppend, number | Error>();
+        try {
+          await this.update(async (tx) => {
+            const dirs = new Set<string>();
+            for (const { item } of batch) {
+              let letters: string;
+              try {
+                const r = flagsToLetters(item.flags, tx.keywords);
+                letters = r.letters;
+                if (r.added) tx.keywordsDirty = true;
+              } catch (err) {
+                outcome.set(item, err as Error);
+                continue;
+              }
+              const dir = item.flags.length > 0 ? "cur" : "new";
+              const name = dir === "cur" ? curName(item.base, letters) : item.base;
+              await rename(item.tmpPath, join(this.path, dir, name));
+              dirs.add(dir);
+              const known = tx.data.records.find((r) => r.base === item.base);
+              if (known) {
+                outcome.set(item, known.uid);
+                continue;
+              }
+              const uid = tx.data.uidNext++;
+              tx.data.highestModseq += 1;
+              tx.data.records.push({
+                uid,
+                modseq: tx.data.highestModseq,
+                size: item.size,
+                internalDate: item.internalDate,
+                dir,
+                letters: dir === "cur" ? letters : "",
+                base: item.base,
+              });
+              outcome.set(item, uid);
+              tx.dirty = true;
+            }
+            if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
+          });
+          for (const { item, resolve, reject } of batch) {
+            const r = outcome.get(item);
+            if (typeof r === "number") resolve(r);
+            else {
+              await unlink(item.tmpPath).catch(() => undefined);
+              reject(r ?? new StoreError("TEMPFAIL", "append not committed"));
+            }
+          }
+        } catch (err) {
+          for (const { item, reject } of batch) {
+            if (!outcome.has(item)) await unlink(item.tmpPath).catch(() => undefined);
+            reject(err);
+          }
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Hands the not-yet-recent UIDs to one session (RFC 3501 §2.3.2) and moves them from new/ to cur/. */
+  async claimRecent(): Promise<number[]> {
+    const data = await this.current();
+    if (data.firstRecentUid >= data.uidNext) return [];
+    return this.update(async (tx) => {
+      const claimed: number[] = [];
+      for (const r of tx.data.records) {
+        if (r.uid < tx.data.firstRecentUid) continue;
+        claimed.push(r.uid);
+        if (r.dir === "new") {
+          try {
+            await rename(join(this.path, "new", r.base), join(this.path, "cur", curName(r.base, r.letters)));
+            r.dir = "cur";
+          } catch (err) {
+            if (!isErrno(err, "ENOENT")) throw err;
+          }
+        }
+      }
+      if (tx.data.firstRecentUid < tx.data.uidNext) {
+        tx.data.firstRecentUid = tx.data.uidNext;
+        tx.dirty = true;
+      }
+      return claimed;
+    });
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    if (!this.watcher && !this.poller) this.startWatching();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stopWatching();
+    };
+  }
+
+  private startWatching(): void {
+    try {
+      this.watcher = watch(this.path, { persistent: false }, (_event, filename) => {
+        if (filename === null || filename === INDEX_FILE) this.scheduleNotify();
+      });
+      this.watcher.on("error", () => {
+        this.stopWatching();
+        if (this.listeners.size > 0) this.startPolling();
+      });
+    } catch {
+      this.startPolling();
+    }
+  }
+
+  /** Fallback when inotify is unavailable (limits, some network file systems). */
+  private startPolling(): void {
+    let last = "";
+    this.poller = setInterval(() => {
+      stat(join(this.path, INDEX_FILE), { bigint: true })
+        .then((st) => {
+          const key = `${st.ino}:${st.mtimeNs}`;
+          if (last && key !== last) this.scheduleNotify();
+          last = key;
+        })
+        .catch(() => undefined);
+    }, 1000);
+    this.poller.unref();
+  }
+
+  private stopWatching(): void {
+    this.watcher?.close();
+    this.watcher = null;
+    if (this.poller) clearInterval(this.poller);
+    this.poller = null;
+  }
+
+  private scheduleNotify(): void {
+    if (this.notifyTimer || this.listeners.size === 0) return;
+    this.notifyTimer = setTimeout(() => {
+      this.notifyTimer = null;
+      for (const listener of [...this.listeners]) {
+        try {
+          listener();
+        } catch {
+          // a listener's failure is its own business
+        }
+      }
+    }, NOTIFY_DELAY_MS);
+    this.notifyTimer.unref();
+  }
+
+  close(): void {
+    this.stopWatching();
+    if (this.notifyTimer) clearTimeout(this.notifyTimer);
+    this.notifyTimer = null;
+    this.listeners.clear();
+  }
+}

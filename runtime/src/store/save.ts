@@ -1,0 +1,73 @@
+/**
+ * Saving a new message: written to tmp/ under a unique name, its mtime set to
+ * the internal date, fsynced; the caller renames it into new/ or cur/ under
+ * the mailbox lock and fsyncs that directory before anyone hears "saved".
+ */
+import { copyFile, link, open, unlink, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { baseName, uniqueName } from "./filename.js";
+import { fsyncPath, isErrno } from "./fsutil.js";
+
+export interface TmpMessage {
+  tmpPath: string;
+  base: string;
+  size: number;
+  internalDate: number;
+}
+
+/** RFC 5322 §2.3: lines end in CRLF. Bare LF becomes CRLF so sizes are RFC 822 sizes. */
+export function toCrlf(content: Buffer): Buffer {
+  let bare = false;
+  for (let i = content.indexOf(10); i >= 0; i = content.indexOf(10, i + 1)) {
+    if (i === 0 || content[i - 1] !== 13) {
+      bare = true;
+      break;
+    }
+  }
+  if (!bare) return content;
+  const text = content.toString("latin1").replace(/\r?\n/g, "\r\n");
+  return Buffer.from(text, "latin1");
+}
+
+export async function writeTmp(
+  mailboxPath: string,
+  content: Buffer,
+  internalDate: Date,
+  fsync: boolean,
+): Promise<TmpMessage> {
+  const base = baseName(uniqueName(), content.length);
+  const tmpPath = join(mailboxPath, "tmp", base);
+  const handle = await open(tmpPath, "wx", 0o600);
+  try {
+    await handle.writeFile(content);
+    await handle.utimes(internalDate, internalDate);
+    if (fsync) await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(tmpPath).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  return { tmpPath, base, size: content.length, internalDate: internalDate.getTime() };
+}
+
+/** COPY: a hard link to the same file under a new name in the target's tmp/ (a copy where links fail). */
+export async function linkTmp(
+  sourceFile: string,
+  targetMailboxPath: string,
+  size: number,
+  internalDate: number,
+  fsync: boolean,
+): Promise<TmpMessage> {
+  const base = baseName(uniqueName(), size);
+  const tmpPath = join(targetMailboxPath, "tmp", base);
+  try {
+    await link(sourceFile, tmpPath);
+  } catch (err) {
+    if (!isErrno(err, "EPERM") && !isErrno(err, "EXDEV") && !isErrno(err, "EMLINK")) throw err;
+    await copyFile(sourceFile, tmpPath);
+    await utimes(tmpPath, new Date(internalDate), new Date(internalDate));
+    if (fsync) await fsyncPath(tmpPath);
+  }
+  return { tmpPath, base, size, internalDate };
+}

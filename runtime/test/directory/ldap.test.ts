@@ -1,0 +1,300 @@
+// LdapDirectory against real slapd instances (test/support/slapd.ts).
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDirectory, type Directory, DirectoryUnavailableError } from "../../src/directory/index.js";
+import { MAX_ADDRESS_LENGTH } from "../../src/directory/ldap.js";
+import { type Slapd, startSlapd, TEST_ACCOUNTS } from "../support/slapd.js";
+
+async function closedPortUri(): Promise<string> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  await new Promise<void>((r) => server.close(() => r()));
+  return `ldap://127.0.0.1:${port}`;
+}
+
+const started: Slapd[] = [];
+const directories: Directory[] = [];
+async function slapd(...args: Parameters<typeof startSlapd>): Promise<Slapd> {
+  const s = await startSlapd(...args);
+  started.push(s);
+  return s;
+}
+function directory(...args: Parameters<typeof createDirectory>): Directory {
+  const d = createDirectory(...args);
+  directories.push(d);
+  return d;
+}
+
+afterAll(async () => {
+  for (const d of directories) await d.close();
+  for (const s of started) await s.stop();
+});
+
+describe("lookups and authentication", () => {
+  let ldap: Slapd;
+  let dir: Directory;
+  beforeAll(async () => {
+    ldap = await slapd({ accounts: TEST_ACCOUNTS });
+    dir = directory(ldap.ldapConfig());
+  });
+
+  it("finds an account by its primary address, with every field mapped", async () => {
+    const alice = await dir.findByAddress("alice@example.org");
+    expect(alice).toEqual({
+      uid: "alice",
+      dn: ldap.accountDn("alice"),
+      mail: "alice@example.org",
+      addresses: ["alice@example.org", "a.liddell@example.org", "postmaster@example.org"],
+      mailHost: "store.example.org",
+      quotaBytes: 10 * 1024 ** 2,
+      displayName: "Alice Liddell",
+    });
+  });
+
+  it("finds by alias (mailLocalAddress), case-insensitively, addresses lower-cased", async () => {
+    const bob = await dir.findByAddress("BOB.builder@example.ORG");
+    expect(bob?.uid).toBe("bob");
+    expect(bob?.addresses).toEqual(["bob@example.org", "robert@example.net", "bob.builder@example.org"]);
+    expect(bob?.quotaBytes).toBeUndefined();
+    expect((await dir.findByAddress("robert@example.net"))?.uid).toBe("bob");
+  });
+
+  it("returns the routing address of a forwarding account", async () => {
+    const carol = await dir.findByAddress("carol@example.org");
+    expect(carol?.routingAddress).toBe("carol@elsewhere.example");
+    expect(carol?.mailHost).toBeUndefined();
+  });
+
+  it("finds by uid, and by address when the login has an @", async () => {
+    expect((await dir.findByLogin("alice"))?.mail).toBe("alice@example.org");
+    expect((await dir.findByLogin("Alice"))?.uid).toBe("alice");
+    expect((await dir.findByLogin("postmaster@example.org"))?.uid).toBe("alice");
+  });
+
+  it("answers null for unknown addresses and logins", async () => {
+    expect(await dir.findByAddress("nobody@example.org")).toBeNull();
+    expect(await dir.findByLogin("nobody")).toBeNull();
+    expect(await dir.findByAddress("")).toBeNull();
+    expect(await dir.findByAddress(`${"x".repeat(MAX_ADDRESS_LENGTH)}@example.org`)).toBeNull();
+  });
+
+  it("authenticates with the right password, by uid or by address", async () => {
+    expect((await dir.authenticate("alice", "alice-secret-1"))?.uid).toBe("alice");
+    expect((await dir.authenticate("robert@example.net", "bob-secret-2"))?.uid).toBe("bob");
+  });
+
+  it("refuses a wrong password, another user's password, an unknown user and an empty password", async () => {
+    expect(await dir.authenticate("alice", "alice-secret-2")).toBeNull();
+    expect(await dir.authenticate("alice", "bob-secret-2")).toBeNull();
+    expect(await dir.authenticate("nobody", "alice-secret-1")).toBeNull();
+    // RFC 4513 §5.1.2: DN + empty password would be an unauthenticated bind.
+    expect(await dir.authenticate("alice", "")).toBeNull();
+  });
+
+  it("treats LDAP filter syntax in addresses and logins as literal text", async () => {
+    const attempts = [
+      "*",
+      "*)(uid=*",
+      "*)(uid=*))(|(uid=*",
+      "alice@example.org)(mail=*",
+      "*@example.org",
+      "al*",
+      "alice\\2a",
+      "alice\0",
+      "(|(uid=*))",
+    ];
+    for (const input of attempts) {
+      expect(await dir.findByAddress(input), input).toBeNull();
+      expect(await dir.findByLogin(input), input).toBeNull();
+      expect(await dir.authenticate(input, "alice-secret-1"), input).toBeNull();
+    }
+  });
+
+  it("answers null (not an error) for an address outside the attribute's IA5 syntax", async () => {
+    expect(await dir.findByAddress("jörg@example.org")).toBeNull();
+    expect(await dir.findByLogin("jörg")).toBeNull();
+  });
+
+  it("reports two accounts claiming one address as unavailable (mail waits), not as a match", async () => {
+    await ldap.addAccount({
+      uid: "dup",
+      mail: "dup@example.org",
+      password: "dup-secret",
+      aliases: ["shared@example.org"],
+    });
+    await ldap.addAccount({
+      uid: "dup2",
+      mail: "dup2@example.org",
+      password: "dup-secret",
+      aliases: ["shared@example.org"],
+    });
+    await expect(dir.findByAddress("shared@example.org")).rejects.toBeInstanceOf(DirectoryUnavailableError);
+  });
+
+  it("reuses one service connection for lookups", async () => {
+    const reuse = directory(ldap.ldapConfig({ cacheTtlSeconds: 0 }));
+    await reuse.findByAddress("alice@example.org"); // opens the service connection
+    const before = await ldap.totalConnections();
+    for (let i = 0; i < 20; i++) {
+      await reuse.findByAddress(i % 2 ? "alice@example.org" : "bob@example.org");
+    }
+    await Promise.all(Array.from({ length: 20 }, () => reuse.findByLogin("carol")));
+    const after = await ldap.totalConnections();
+    // The only new connection is the monitor query itself.
+    expect(after - before).toBe(1);
+  });
+
+  it("counts lookups in the metrics registry", async () => {
+    const registry = new Registry();
+    const counted = directory(ldap.ldapConfig({ cacheTtlSeconds: 60 }), { metrics: registry });
+    await counted.findByAddress("alice@example.org");
+    await counted.findByAddress("alice@example.org");
+    await counted.findByAddress("nobody@example.org");
+    const text = await registry.metrics();
+    expect(text).toContain('mailinfra_directory_requests_total{op="address",result="found"} 1');
+    expect(text).toContain('mailinfra_directory_requests_total{op="address",result="cache"} 1');
+    expect(text).toContain('mailinfra_directory_requests_total{op="address",result="none"} 1');
+  });
+});
+
+describe("failover", () => {
+  let good: Slapd;
+  beforeAll(async () => {
+    good = await slapd();
+  });
+
+  it("uses the second server when the first refuses connections", async () => {
+    const dir = directory(good.ldapConfig({ uris: [await closedPortUri(), good.uri] }));
+    expect((await dir.findByAddress("alice@example.org"))?.uid).toBe("alice");
+    expect((await dir.authenticate("alice", "alice-secret-1"))?.uid).toBe("alice");
+    expect(await dir.authenticate("alice", "wrong")).toBeNull();
+  });
+
+  it("uses the second server when the first slapd has been stopped", async () => {
+    const first = await slapd();
+    const dir = directory(good.ldapConfig({ uris: [first.uri, good.uri] }));
+    expect((await dir.findByLogin("bob"))?.mail).toBe("bob@example.org");
+    await first.halt();
+    expect((await dir.findByLogin("carol"))?.mail).toBe("carol@example.org");
+    expect((await dir.authenticate("carol", "carol-secret-3"))?.uid).toBe("carol");
+  });
+
+  it("times out on a server that accepts but never answers, then holds it down", async () => {
+    const frozen = await slapd();
+    frozen.freeze();
+    try {
+      const dir = directory(good.ldapConfig({ uris: [frozen.uri, good.uri], timeoutMs: 300 }));
+      let t0 = Date.now();
+      expect((await dir.findByLogin("alice"))?.uid).toBe("alice");
+      const firstMs = Date.now() - t0;
+      expect(firstMs).toBeGreaterThanOrEqual(250);
+      expect(firstMs).toBeLessThan(2000);
+      // Held down: the next lookup goes straight to the good server.
+      t0 = Date.now();
+      expect((await dir.findByLogin("bob"))?.uid).toBe("bob");
+      expect(Date.now() - t0).toBeLessThan(250);
+    } finally {
+      frozen.thaw();
+    }
+  });
+
+  it("re-establishes the service connection after its server restarts", async () => {
+    const restarting = await slapd();
+    const dir = directory(restarting.ldapConfig({ cacheTtlSeconds: 0 }), { holdDownMs: 0 });
+    expect((await dir.findByLogin("alice"))?.uid).toBe("alice");
+    await restarting.halt();
+    await expect(dir.findByLogin("alice")).rejects.toBeInstanceOf(DirectoryUnavailableError);
+    await restarting.resume();
+    expect((await dir.findByLogin("alice"))?.uid).toBe("alice");
+    expect((await dir.findByLogin("bob"))?.uid).toBe("bob");
+  });
+
+  it("throws DirectoryUnavailableError (never 'unknown user') when every server is down", async () => {
+    const down = await slapd();
+    await down.halt();
+    const dir = directory(down.ldapConfig({ uris: [await closedPortUri(), down.uri], timeoutMs: 500 }));
+    await expect(dir.findByAddress("alice@example.org")).rejects.toBeInstanceOf(DirectoryUnavailableError);
+    await expect(dir.findByLogin("alice")).rejects.toBeInstanceOf(DirectoryUnavailableError);
+    await expect(dir.authenticate("alice", "alice-secret-1")).rejects.toThrow(/no LDAP server answered/);
+  });
+
+  it("reads a syncrepl replica first and falls back to the provider", async () => {
+    const provider = await slapd();
+    const replica = await slapd({ replicaOf: provider });
+    await replica.waitForEntry(provider.accountDn("carol"));
+    const dir = directory(provider.ldapConfig({ uris: [replica.uri, provider.uri] }));
+    await provider.addAccount({ uid: "dave", mail: "dave@example.org", password: "dave-secret-4" });
+    await replica.waitForEntry(provider.accountDn("dave"));
+    expect((await dir.findByAddress("dave@example.org"))?.uid).toBe("dave");
+    const before = await provider.totalConnections();
+    expect((await dir.findByLogin("alice"))?.uid).toBe("alice");
+    expect(await provider.totalConnections()).toBe(before + 1); // only the monitor query: replica served it
+    await replica.halt();
+    expect((await dir.authenticate("dave", "dave-secret-4"))?.uid).toBe("dave");
+    expect((await dir.findByLogin("bob"))?.uid).toBe("bob");
+  });
+});
+
+describe("cache", () => {
+  let ldap: Slapd;
+  let now: number;
+  const clock = () => now;
+  beforeAll(async () => {
+    ldap = await slapd();
+  });
+
+  it("serves lookups from the cache for the TTL, then asks again", async () => {
+    now = 1_000_000;
+    const dir = directory(ldap.ldapConfig({ cacheTtlSeconds: 60 }), { now: clock });
+    expect((await dir.findByLogin("bob"))?.addresses).not.toContain("bobby@example.org");
+    await ldap.setAliases("bob", ["bobby@example.org"]);
+    now += 59_000;
+    expect((await dir.findByLogin("bob"))?.addresses).not.toContain("bobby@example.org");
+    now += 2_000;
+    expect((await dir.findByLogin("bob"))?.addresses).toContain("bobby@example.org");
+  });
+
+  it("keeps a negative answer only a few seconds, whatever the TTL", async () => {
+    now = 2_000_000;
+    const dir = directory(ldap.ldapConfig({ cacheTtlSeconds: 3600 }), { now: clock });
+    expect(await dir.findByAddress("erin@example.org")).toBeNull();
+    await ldap.addAccount({ uid: "erin", mail: "erin@example.org", password: "erin-secret-5" });
+    now += 1_000;
+    expect(await dir.findByAddress("erin@example.org")).toBeNull();
+    now += 4_500;
+    expect((await dir.findByAddress("erin@example.org"))?.uid).toBe("erin");
+  });
+
+  it("never caches passwords: a changed password takes effect at once", async () => {
+    now = 3_000_000;
+    const dir = directory(ldap.ldapConfig({ cacheTtlSeconds: 3600 }), { now: clock });
+    expect((await dir.authenticate("carol", "carol-secret-3"))?.uid).toBe("carol");
+    await ldap.setPassword("carol", "carol-new-secret");
+    expect(await dir.authenticate("carol", "carol-secret-3")).toBeNull();
+    expect((await dir.authenticate("carol", "carol-new-secret"))?.uid).toBe("carol");
+  });
+
+  it("answers cached lookups while the directory is down; uncached ones are unavailable", async () => {
+    now = 4_000_000;
+    const own = await slapd();
+    const dir = directory(own.ldapConfig({ cacheTtlSeconds: 60 }), { now: clock });
+    expect((await dir.findByAddress("alice@example.org"))?.uid).toBe("alice");
+    await own.halt();
+    expect((await dir.findByAddress("alice@example.org"))?.uid).toBe("alice");
+    await expect(dir.findByAddress("bob@example.org")).rejects.toBeInstanceOf(DirectoryUnavailableError);
+    await expect(dir.authenticate("alice", "alice-secret-1")).rejects.toBeInstanceOf(
+      DirectoryUnavailableError,
+    );
+  });
+
+  it("with TTL 0 asks the server every time", async () => {
+    const dir = directory(ldap.ldapConfig({ cacheTtlSeconds: 0 }));
+    expect(await dir.findByAddress("frank@example.org")).toBeNull();
+    await ldap.addAccount({ uid: "frank", mail: "frank@example.org", password: "frank-secret-6" });
+    expect((await dir.findByAddress("frank@example.org"))?.uid).toBe("frank");
+  });
+});

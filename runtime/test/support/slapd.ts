@@ -1,0 +1,484 @@
+/**
+ * A real OpenLDAP server (Debian's /usr/sbin/slapd) for tests: its own temp
+ * dir, an mdb database, the schemas production uses (core, cosine,
+ * inetorgperson, nis, misc + templates/ldap/mailinfra.schema), the same ACLs
+ * in spirit (the service DN reads, users only bind), a free loopback port.
+ *
+ *   const ldap = await startSlapd({ accounts: TEST_ACCOUNTS });
+ *   const dir = createDirectory(ldap.ldapConfig());
+ *   ...
+ *   afterAll(() => ldap.stop());
+ *
+ * Failover tests: `halt()` stops the process (port closed, data kept),
+ * `resume()` starts it again on the same port; `freeze()` / `thaw()` send
+ * SIGSTOP / SIGCONT (the kernel still accepts TCP, nothing answers: the
+ * timeout path). `startSlapd({ replicaOf: provider })` starts a syncrepl
+ * consumer of another instance, like ldap2 in production.
+ *
+ * Every process is ended by its PID; a process-exit hook kills leftovers if a
+ * test run dies before its afterAll.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, connect as netConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Attribute, Change, Client } from "ldapts";
+
+const SLAPD = "/usr/sbin/slapd";
+const SCHEMA_DIR = "/etc/ldap/schema";
+const MAILINFRA_SCHEMA = resolve(
+  fileURLToPath(new URL(".", import.meta.url)),
+  "../../../templates/ldap/mailinfra.schema",
+);
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+export interface TestAccount {
+  uid: string;
+  /** Primary address (LDAP `mail`). */
+  mail: string;
+  /** Plain text; stored as {SSHA}. */
+  password: string;
+  /** `mailLocalAddress` values besides `mail` (aliases). */
+  aliases?: string[];
+  /** `mailRoutingAddress`: forward instead of store. */
+  routingAddress?: string;
+  mailHost?: string;
+  quotaBytes?: number;
+  /** `cn` (and `displayName`); defaults to the uid. */
+  displayName?: string;
+}
+
+/** A small realistic set: plain, aliased (one in mixed case), forwarding, and one with a quota. */
+export const TEST_ACCOUNTS: readonly TestAccount[] = [
+  {
+    uid: "alice",
+    mail: "alice@example.org",
+    password: "alice-secret-1",
+    aliases: ["a.liddell@example.org", "postmaster@example.org"],
+    mailHost: "store.example.org",
+    quotaBytes: 10 * 1024 ** 2,
+    displayName: "Alice Liddell",
+  },
+  {
+    uid: "bob",
+    mail: "bob@example.org",
+    password: "bob-secret-2",
+    aliases: ["robert@example.net", "Bob.Builder@Example.org"],
+    mailHost: "store.example.org",
+    displayName: "Bob Builder",
+  },
+  {
+    uid: "carol",
+    mail: "carol@example.org",
+    password: "carol-secret-3",
+    routingAddress: "carol@elsewhere.example",
+    displayName: "Carol Forwarder",
+  },
+];
+
+export interface StartSlapdOptions {
+  /** Accounts created at start (ignored for a replica: it copies its provider). Defaults to TEST_ACCOUNTS. */
+  accounts?: readonly TestAccount[];
+  /** Defaults to dc=example,dc=org. */
+  baseDn?: string;
+  /** Start as a syncrepl consumer of this instance (same base DN, same service DN). */
+  replicaOf?: Slapd;
+}
+
+export interface Slapd {
+  readonly uri: string;
+  readonly host: string;
+  readonly port: number;
+  readonly baseDn: string;
+  /** The service's read-only DN, as in runtime.yaml `ldap.bindDn`. */
+  readonly bindDn: string;
+  readonly bindPassword: string;
+  /** 0600 file holding bindPassword, as in runtime.yaml `ldap.bindPasswordFile`. */
+  readonly bindPasswordFile: string;
+  /** rootdn: writes, replication. */
+  readonly adminDn: string;
+  readonly adminPassword: string;
+  readonly dir: string;
+  /** PID of the running slapd, undefined while halted. */
+  readonly pid: number | undefined;
+  /** An object shaped like runtime.yaml's `ldap` section for this server (more servers: pass their URIs). */
+  ldapConfig(overrides?: Partial<LdapConfigShape>): LdapConfigShape;
+  accountDn(uid: string): string;
+  addAccount(account: TestAccount): Promise<void>;
+  setPassword(uid: string, password: string): Promise<void>;
+  /** Replace the aliases (mailLocalAddress besides mail). */
+  setAliases(uid: string, aliases: string[]): Promise<void>;
+  deleteAccount(uid: string): Promise<void>;
+  /** Connections slapd has accepted since it started (cn=Monitor), including the one asking. */
+  totalConnections(): Promise<number>;
+  /** Stop slapd (port closed), keep the data. */
+  halt(): Promise<void>;
+  /** Start slapd again on the same port with the same data. */
+  resume(): Promise<void>;
+  /** SIGSTOP: connections are accepted by the kernel but never answered. */
+  freeze(): void;
+  thaw(): void;
+  /** For a replica: resolves once `dn` exists here (or rejects after timeoutMs). */
+  waitForEntry(dn: string, timeoutMs?: number): Promise<void>;
+  /** Stop slapd and remove its directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface LdapConfigShape {
+  uris: string[];
+  baseDn: string;
+  bindDn: string;
+  bindPasswordFile: string;
+  timeoutMs: number;
+  cacheTtlSeconds: number;
+  quotaAttribute: string;
+}
+
+/** RFC 2307 {SSHA}: base64(SHA1(password ‖ salt) ‖ salt), what slappasswd writes. */
+export function sshaHash(password: string): string {
+  const salt = randomBytes(8);
+  const digest = createHash("sha1").update(password, "utf8").update(salt).digest();
+  return `{SSHA}${Buffer.concat([digest, salt]).toString("base64")}`;
+}
+
+const livePids = new Set<number>();
+let exitHookInstalled = false;
+function trackPid(pid: number): void {
+  livePids.add(pid);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once("exit", () => {
+      for (const p of livePids) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    });
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const socket = netConnect({ host, port });
+    socket.once("connect", () => {
+      socket.destroy();
+      res(true);
+    });
+    socket.once("error", () => res(false));
+  });
+}
+
+function dnValue(value: string): string {
+  // RFC 4514 §2.4: escape the special characters of an attribute value.
+  return value.replace(/([,+"\\<>;=])/g, "\\$1").replace(/^([ #])/, "\\$1");
+}
+
+function renderConfig(o: {
+  dir: string;
+  baseDn: string;
+  adminDn: string;
+  adminPassword: string;
+  bindDn: string;
+  provider?: { uri: string; adminDn: string; adminPassword: string };
+}): string {
+  const schemas = ["core", "cosine", "inetorgperson", "nis", "misc"].map(
+    (s) => `include ${SCHEMA_DIR}/${s}.schema`,
+  );
+  const syncrepl = o.provider
+    ? [
+        `syncrepl rid=001 provider=${o.provider.uri} type=refreshAndPersist retry="1 +"`,
+        `  searchbase="${o.baseDn}" bindmethod=simple binddn="${o.provider.adminDn}"`,
+        `  credentials="${o.provider.adminPassword}"`,
+      ]
+    : [];
+  return [
+    ...schemas,
+    `include ${MAILINFRA_SCHEMA}`,
+    `pidfile ${o.dir}/slapd.pid`,
+    `argsfile ${o.dir}/slapd.args`,
+    "modulepath /usr/lib/ldap",
+    "moduleload back_mdb",
+    "moduleload syncprov",
+    "moduleload back_monitor",
+    "database mdb",
+    "maxsize 67108864",
+    `suffix "${o.baseDn}"`,
+    `rootdn "${o.adminDn}"`,
+    `rootpw ${sshaHash(o.adminPassword)}`,
+    `directory ${o.dir}/db`,
+    "index objectClass eq",
+    "index uid,mail,mailLocalAddress eq",
+    "index entryCSN,entryUUID eq",
+    ...syncrepl,
+    "overlay syncprov",
+    // Production's ACLs in spirit: passwords only for binding, the service DN reads the rest.
+    "access to attrs=userPassword",
+    "  by self write",
+    "  by anonymous auth",
+    "  by * none",
+    "access to *",
+    `  by dn.exact="${o.bindDn}" read`,
+    "  by self read",
+    "  by * none",
+    // cn=Monitor: connection counters for tests of connection reuse.
+    "database monitor",
+    "access to *",
+    `  by dn.exact="${o.adminDn}" read`,
+    "  by * none",
+    "",
+  ].join("\n");
+}
+
+export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd> {
+  const provider = options.replicaOf;
+  const baseDn = provider?.baseDn ?? options.baseDn ?? "dc=example,dc=org";
+  const dir = await mkdtemp(join(tmpdir(), "mailinfra-slapd-"));
+  await mkdir(join(dir, "db"), { mode: 0o700 });
+  const adminDn = `cn=admin,${baseDn}`;
+  const adminPassword = provider?.adminPassword ?? randomBytes(12).toString("hex");
+  const bindDn = `cn=mailinfra,ou=services,${baseDn}`;
+  const bindPassword = provider?.bindPassword ?? randomBytes(12).toString("hex");
+  const bindPasswordFile = join(dir, "bind-password");
+  await writeFile(bindPasswordFile, `${bindPassword}\n`, { mode: 0o600 });
+  const confFile = join(dir, "slapd.conf");
+  await writeFile(
+    confFile,
+    renderConfig({
+      dir,
+      baseDn,
+      adminDn,
+      adminPassword,
+      bindDn,
+      ...(provider ? { provider: { uri: provider.uri, adminDn, adminPassword } } : {}),
+    }),
+    { mode: 0o600 },
+  );
+  await chmod(confFile, 0o600);
+
+  const host = "127.0.0.1";
+  let port = 0;
+  let child: ChildProcess | undefined;
+  let stderr = "";
+  let stopped = false;
+
+  async function launch(onPort: number): Promise<void> {
+    stderr = "";
+    // -d 0: stay in the foreground (so the PID is ours) without debug output.
+    const proc = spawn(SLAPD, ["-d", "0", "-f", confFile, "-h", `ldap://${host}:${onPort}/`], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    proc.stderr?.setEncoding("utf8");
+    proc.stderr?.on("data", (d: string) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    if (proc.pid === undefined) throw new Error(`could not spawn ${SLAPD}`);
+    trackPid(proc.pid);
+    let exited = false;
+    proc.once("exit", () => {
+      exited = true;
+      if (proc.pid !== undefined) livePids.delete(proc.pid);
+    });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (exited) throw new Error(`slapd exited at start: ${stderr.trim()}`);
+      if (await canConnect(host, onPort)) {
+        child = proc;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    proc.kill("SIGKILL");
+    throw new Error(`slapd did not listen on ${host}:${onPort} within ${START_TIMEOUT_MS} ms: ${stderr}`);
+  }
+
+  async function halt(): Promise<void> {
+    const proc = child;
+    child = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = once(proc, "exit");
+    try {
+      proc.kill("SIGCONT"); // in case it was frozen
+      proc.kill("SIGTERM");
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  // A port can be taken between freePort() and slapd's bind: retry a few times.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    try {
+      await launch(port);
+      break;
+    } catch (err) {
+      if (attempt >= 5) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
+    }
+  }
+  const uri = `ldap://${host}:${port}`;
+
+  async function admin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
+    const client = new Client({ url: uri, timeout: 5000, connectTimeout: 5000 });
+    try {
+      await client.bind(adminDn, adminPassword);
+      return await fn(client);
+    } finally {
+      await client.unbind().catch(() => {});
+    }
+  }
+  const accountDn = (uid: string) => `uid=${dnValue(uid)},ou=people,${baseDn}`;
+
+  async function addAccount(a: TestAccount): Promise<void> {
+    const attributes: Record<string, string | string[]> = {
+      objectClass: ["inetOrgPerson", "inetLocalMailRecipient", "mailinfraAccount"],
+      uid: a.uid,
+      cn: a.displayName ?? a.uid,
+      sn: a.displayName?.split(" ").pop() ?? a.uid,
+      displayName: a.displayName ?? a.uid,
+      mail: a.mail,
+      mailLocalAddress: [a.mail, ...(a.aliases ?? [])],
+      userPassword: sshaHash(a.password),
+    };
+    if (a.routingAddress !== undefined) attributes.mailRoutingAddress = a.routingAddress;
+    if (a.mailHost !== undefined) attributes.mailHost = a.mailHost;
+    if (a.quotaBytes !== undefined) attributes.mailQuotaBytes = String(a.quotaBytes);
+    await admin((c) => c.add(accountDn(a.uid), attributes));
+  }
+
+  async function replace(uid: string, type: string, values: string[]): Promise<void> {
+    await admin((c) =>
+      c.modify(
+        accountDn(uid),
+        new Change({ operation: "replace", modification: new Attribute({ type, values }) }),
+      ),
+    );
+  }
+
+  if (!provider) {
+    try {
+      await seed();
+    } catch (err) {
+      await halt();
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async function seed(): Promise<void> {
+    const dc = baseDn.split(",")[0]?.split("=")[1] ?? "example";
+    await admin(async (c) => {
+      await c.add(baseDn, { objectClass: ["dcObject", "organization"], dc, o: dc });
+      await c.add(`ou=people,${baseDn}`, { objectClass: "organizationalUnit", ou: "people" });
+      await c.add(`ou=services,${baseDn}`, { objectClass: "organizationalUnit", ou: "services" });
+      await c.add(bindDn, {
+        objectClass: ["organizationalRole", "simpleSecurityObject"],
+        cn: "mailinfra",
+        userPassword: sshaHash(bindPassword),
+      });
+    });
+    for (const a of options.accounts ?? TEST_ACCOUNTS) await addAccount(a);
+  }
+
+  const slapd: Slapd = {
+    uri,
+    host,
+    port,
+    baseDn,
+    bindDn,
+    bindPassword,
+    bindPasswordFile,
+    adminDn,
+    adminPassword,
+    dir,
+    get pid() {
+      return child?.pid;
+    },
+    ldapConfig(overrides = {}) {
+      return {
+        uris: [uri],
+        baseDn,
+        bindDn,
+        bindPasswordFile,
+        timeoutMs: 2000,
+        cacheTtlSeconds: 0,
+        quotaAttribute: "mailQuotaBytes",
+        ...overrides,
+      };
+    },
+    accountDn,
+    addAccount,
+    setPassword: (uid, password) => replace(uid, "userPassword", [sshaHash(password)]),
+    async setAliases(uid, aliases) {
+      const mail = await admin(async (c) => {
+        const { searchEntries } = await c.search(accountDn(uid), { scope: "base", attributes: ["mail"] });
+        return String(searchEntries[0]?.mail ?? "");
+      });
+      await replace(uid, "mailLocalAddress", [mail, ...aliases]);
+    },
+    deleteAccount: (uid) => admin((c) => c.del(accountDn(uid))),
+    totalConnections: () =>
+      admin(async (c) => {
+        const { searchEntries } = await c.search("cn=Total,cn=Connections,cn=Monitor", {
+          scope: "base",
+          attributes: ["monitorCounter"],
+        });
+        return Number(searchEntries[0]?.monitorCounter);
+      }),
+    halt,
+    async resume() {
+      if (child) return;
+      await launch(port);
+    },
+    freeze() {
+      child?.kill("SIGSTOP");
+    },
+    thaw() {
+      child?.kill("SIGCONT");
+    },
+    async waitForEntry(dn, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = await admin(async (c) => {
+          try {
+            const { searchEntries } = await c.search(dn, { scope: "base", attributes: ["1.1"] });
+            return searchEntries.length > 0;
+          } catch {
+            return false;
+          }
+        });
+        if (found) return;
+        if (Date.now() > deadline) throw new Error(`${dn} did not reach ${uri} within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await halt();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return slapd;
+}
