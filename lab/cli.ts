@@ -29,7 +29,9 @@ async function printStatus(): Promise<void> {
     const state = h.running ? `running (PID 1 = ${h.init})` : "stopped";
     console.log(`${h.host.padEnd(9)} ${h.address.padEnd(13)} ${state.padEnd(26)} ssh ${h.ssh ? "ok" : "-"}`);
   }
-  console.log(`bridge ${s.bridge ? "up" : "absent"}; SAN loop ${s.loops.join(" ") || "none"}; mounts ${s.mounts.length}`);
+  console.log(
+    `bridge ${s.bridge ? "up" : "absent"}; SAN loop ${s.loops.join(" ") || "none"}; mounts ${s.mounts.length}`,
+  );
 }
 
 async function main(argv: string[]): Promise<number> {

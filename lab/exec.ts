@@ -20,12 +20,13 @@ export class CommandError extends Error {
 export function run(
   cmd: string,
   args: string[],
-  opts: { input?: string; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {},
+  opts: { input?: string; allowFail?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
       env: opts.env ?? { ...process.env, LC_ALL: "C" },
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
     let stdout = "";
     let stderr = "";

@@ -2,10 +2,10 @@
 // started from its own cgroup under a small supervisor that restarts it when the
 // guest reboots (nspawn exits 133) and otherwise lets it stay down.
 import { spawn } from "node:child_process";
-import { existsSync, openSync, closeSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
-import { sleep } from "./exec.js";
+import { run, sleep } from "./exec.js";
 import { cgroupRoots, paths } from "./paths.js";
 import { BRIDGE, type HostName } from "./topology.js";
 
@@ -56,10 +56,15 @@ async function cmdline(pid: number): Promise<string[]> {
 
 /** The guest's nspawn process, if it runs (checked by its command line, not just the PID file). */
 export async function nspawnPid(h: HostName): Promise<number | undefined> {
+  const isOurs = async (pid: number) => {
+    const argv = await cmdline(pid);
+    return argv.some((a) => a.endsWith("systemd-nspawn")) && argv.includes(`--machine=${h}`);
+  };
   const pid = await readPid(paths.nspawnPid(h));
-  if (!pid) return undefined;
-  const argv = await cmdline(pid);
-  return argv.some((a) => a.endsWith("systemd-nspawn")) && argv.includes(`--machine=${h}`) ? pid : undefined;
+  if (pid && (await isOurs(pid))) return pid;
+  // The PID file may be gone (a crashed run, a deleted state folder): look in the guest's cgroup.
+  for (const p of await cgroupPids(h)) if (await isOurs(p)) return p;
+  return undefined;
 }
 
 /** The guest's PID 1 (systemd), as the machine sees it: nspawn's one child. */
@@ -95,16 +100,29 @@ export async function cgroupPids(h: HostName): Promise<number[]> {
 
 /** Starts the guest detached from this process; returns the supervisor's PID. */
 export async function startGuest(h: HostName): Promise<number> {
+  // What is left of an earlier life of this guest (its nspawn was killed, so
+  // its processes and its veth live on) would keep the new one from starting.
+  if ((await cgroupPids(h)).length) {
+    await killCgroup(h);
+    const deadline = Date.now() + 5_000;
+    while ((await cgroupPids(h)).length && Date.now() < deadline) await sleep(50);
+  }
+  const veth = `vb-${h}`.slice(0, 15);
+  if (existsSync(`/sys/class/net/${veth}`)) await run("ip", ["link", "delete", veth], { allowFail: true });
   for (const d of cgroupDirs(h)) await mkdir(d, { recursive: true });
   await mkdir(paths.run, { recursive: true, mode: 0o700 });
   await mkdir(paths.logs, { recursive: true, mode: 0o700 });
   await rm(paths.nspawnPid(h), { force: true });
   const log = openSync(paths.log(h), "a", 0o600);
-  const child = spawn("bash", ["-c", SUPERVISOR, "mailinfra-lab-supervisor", h, paths.nspawnPid(h), ...nspawnArgs(h)], {
-    detached: true,
-    stdio: ["ignore", log, log],
-    env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", CGROUPS: cgroupRoots().join(" ") },
-  });
+  const child = spawn(
+    "bash",
+    ["-c", SUPERVISOR, "mailinfra-lab-supervisor", h, paths.nspawnPid(h), ...nspawnArgs(h)],
+    {
+      detached: true,
+      stdio: ["ignore", log, log],
+      env: { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", CGROUPS: cgroupRoots().join(" ") },
+    },
+  );
   closeSync(log);
   child.unref();
   if (!child.pid) throw new Error(`${h}: could not start the supervisor`);
@@ -134,33 +152,38 @@ export async function killGuest(h: HostName): Promise<boolean> {
  * `graceMs`, what is left of the guest is killed.
  */
 export async function stopGuests(hosts: readonly HostName[], graceMs = 15_000): Promise<void> {
+  const orphans: HostName[] = [];
   for (const h of hosts) {
     const pid = await nspawnPid(h);
     if (pid) process.kill(pid, "SIGTERM");
+    else orphans.push(h); // no nspawn to ask (it was killed): nothing will shut the rest down cleanly
   }
   const deadline = Date.now() + graceMs;
   let left = [...hosts];
+  for (const h of orphans) await killCgroup(h);
   while (left.length && Date.now() < deadline) {
     const still: HostName[] = [];
     for (const h of left) if ((await cgroupPids(h)).length) still.push(h);
     left = still;
     if (left.length) await sleep(100);
   }
-  for (const h of left) {
-    for (const pid of await cgroupPids(h)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-  }
+  for (const h of left) await killCgroup(h);
   const end = Date.now() + 5_000;
   while (Date.now() < end) {
     let any = false;
     for (const h of hosts) if ((await cgroupPids(h)).length) any = true;
     if (!any) return;
     await sleep(100);
+  }
+}
+
+export async function killCgroup(h: HostName): Promise<void> {
+  for (const pid of await cgroupPids(h)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -100,13 +100,16 @@ export interface UpTimings {
 
 /** Brings every host up (only those not running when the lab is partly up). */
 export async function up(log: Log, opts: { prereqs?: boolean } = {}): Promise<UpTimings> {
-  requireRoot();
   const t0 = Date.now();
+  // First, so that a user who is not root is shown the apt-get command it needs.
   if (opts.prereqs !== false) await prereqs(log);
+  requireRoot();
   await ensureStateDir();
   const running: HostName[] = [];
   for (const h of HOST_NAMES) if (await isUp(h)) running.push(h);
-  if (running.length === 0) await clearEverything(log);
+  // Nothing of ours runs: whatever is left (even guest processes whose PID files
+  // are gone) belongs to a crashed run, and `down` removes it.
+  if (running.length === 0) await down(log);
   const topology = loadTopology();
   const pub = await ensureKey();
   const privateKey = await readFile(paths.key, "utf8");
@@ -203,7 +206,12 @@ export async function status(topology: Topology = loadTopology()): Promise<{
   const hosts = await Promise.all(
     HOST_NAMES.map(async (h): Promise<HostStatus> => {
       const init = await guestInitPid(h);
-      const s: HostStatus = { host: h, address: topology.addresses[h], running: init !== undefined, ssh: false };
+      const s: HostStatus = {
+        host: h,
+        address: topology.addresses[h],
+        running: init !== undefined,
+        ssh: false,
+      };
       if (init !== undefined) s.init = init;
       if (s.running && privateKey) {
         try {

@@ -2,7 +2,18 @@
 // upper layer that makes it a distinct, clean host (NOTES-lab.md "Hosts").
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { join, relative } from "node:path";
 import { run } from "./exec.js";
 import { paths, STATE_DIR, WORKSPACE } from "./paths.js";
@@ -69,7 +80,14 @@ export async function mountRoot(h: HostName): Promise<{ fresh: boolean }> {
   await mkdir(paths.work(h), { recursive: true, mode: 0o700 });
   await mkdir(root, { recursive: true, mode: 0o755 });
   if (fresh) await makeOpaque(upper);
-  await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=/,upperdir=${upper},workdir=${paths.work(h)}`, root]);
+  await run("mount", [
+    "-t",
+    "overlay",
+    "overlay",
+    "-o",
+    `lowerdir=/,upperdir=${upper},workdir=${paths.work(h)}`,
+    root,
+  ]);
   return { fresh };
 }
 
@@ -113,7 +131,11 @@ async function disableUnits(root: string): Promise<string[]> {
 }
 
 function hostsFile(t: Topology): string {
-  const lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", `${BRIDGE_ADDRESS}\tlab-gw`];
+  const lines = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    `${BRIDGE_ADDRESS}\tlab-gw`,
+  ];
   for (const h of HOST_NAMES) lines.push(`${t.addresses[h]}\t${h}.lab ${h}`);
   return `${lines.join("\n")}\n`;
 }
@@ -191,7 +213,10 @@ export async function customizeRoot(
   }
   const hostKey = join(etc, "ssh/ssh_host_ed25519_key");
   await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `root@${h}`, "-f", hostKey]);
-  await writeFile(join(etc, "ssh/sshd_config.d/mailinfra-lab.conf"), "HostKey /etc/ssh/ssh_host_ed25519_key\n");
+  await writeFile(
+    join(etc, "ssh/sshd_config.d/mailinfra-lab.conf"),
+    "HostKey /etc/ssh/ssh_host_ed25519_key\n",
+  );
   const pub = (await readFile(`${hostKey}.pub`, "utf8")).trim().split(" ");
   await mkdir(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   await writeFile(join(root, "root/.ssh/authorized_keys"), `${authorizedKey.trim()}\n`, { mode: 0o600 });

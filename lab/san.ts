@@ -11,7 +11,9 @@ import { SAN_BYTES } from "./topology.js";
 export async function sanLoops(): Promise<string[]> {
   if (!existsSync(paths.san)) {
     // The file may be gone while a loop still holds it: look for "(deleted)".
-    const all = await run("losetup", ["--list", "--noheadings", "--output", "NAME,BACK-FILE"], { allowFail: true });
+    const all = await run("losetup", ["--list", "--noheadings", "--output", "NAME,BACK-FILE"], {
+      allowFail: true,
+    });
     return all.stdout
       .split("\n")
       .map((l) => l.trim().split(/\s+/))

@@ -43,10 +43,14 @@ function connectOnce(ep: Endpoint): Promise<Client> {
     if (agent) cfg.agent = agent;
     if (expected) cfg.hostVerifier = (key: Buffer) => key.equals(expected);
     if (ep.password) {
-      client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) => finish(prompts.map(() => ep.password ?? "")));
+      client.on("keyboard-interactive", (_n, _i, _l, prompts, finish) =>
+        finish(prompts.map(() => ep.password ?? "")),
+      );
     }
     client.once("ready", () => resolve(client));
-    client.once("error", (err) => {
+    // Kept for the connection's life: a host going down mid-step must fail the
+    // step (exec sees the close), not crash the process with an unhandled error.
+    client.on("error", (err) => {
       client.end();
       reject(err);
     });
@@ -139,14 +143,23 @@ export function exec(
   command: string,
   opts: { env?: Record<string, string>; stdin?: string } = {},
 ): Promise<ExecResult> {
-  if (opts.env && Object.keys(opts.env).length && !(client as unknown as { _envChecked?: boolean })._envChecked) {
+  if (
+    opts.env &&
+    Object.keys(opts.env).length &&
+    !(client as unknown as { _envChecked?: boolean })._envChecked
+  ) {
     checkEnvReplies(client);
     (client as unknown as { _envChecked?: boolean })._envChecked = true;
   }
   return new Promise((resolve, reject) => {
     const execOpts = opts.env && Object.keys(opts.env).length ? { env: opts.env } : {};
+    const lost = () => reject(new Error(`ssh: connection lost while running ${JSON.stringify(command)}`));
+    client.once("close", lost);
     client.exec(command, execOpts, (err: Error | undefined, stream: ClientChannel) => {
-      if (err) return reject(err);
+      if (err) {
+        client.off("close", lost);
+        return reject(err);
+      }
       let stdout = "";
       let stderr = "";
       let combined = "";
@@ -166,7 +179,10 @@ export function exec(
         code = c;
         signal = s ?? undefined;
       });
-      stream.on("close", () => resolve({ stdout, stderr, combined, code, signal }));
+      stream.on("close", () => {
+        client.off("close", lost);
+        resolve({ stdout, stderr, combined, code, signal });
+      });
       if (opts.stdin !== undefined && opts.stdin.length > 0) stream.end(opts.stdin);
       else stream.end();
     });
@@ -183,7 +199,11 @@ export function labEndpoint(address: string, dialErrorLimit = 10): Endpoint {
 }
 
 /** Runs one command on a lab host over a fresh connection. */
-export async function labExec(address: string, command: string, opts: { stdin?: string } = {}): Promise<ExecResult> {
+export async function labExec(
+  address: string,
+  command: string,
+  opts: { stdin?: string } = {},
+): Promise<ExecResult> {
   const client = await connect(labEndpoint(address));
   try {
     return await exec(client, command, opts);

@@ -25,6 +25,7 @@ export {
   type BaseLdifParams,
   DEBIAN_SLAPD,
   derivedSalt,
+  LDAPI_ROOT_DN,
   type LdapServiceAccount,
   renderBaseLdif,
   renderSlapdConf,

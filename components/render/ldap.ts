@@ -18,7 +18,8 @@ export const DEBIAN_SLAPD = {
   confPath: "/etc/ldap/slapd.conf",
   schemaDir: "/etc/ldap/schema",
   modulePath: "/usr/lib/ldap",
-  directory: "/var/lib/ldap",
+  /** Not /var/lib/ldap itself: that holds the package's own cn=config database. Create it 0700 openldap. */
+  directory: "/var/lib/ldap/mailinfra",
   pidFile: "/var/run/slapd/slapd.pid",
   argsFile: "/var/run/slapd/slapd.args",
 } as const;
@@ -75,7 +76,11 @@ interface SlapdCommon {
   mailinfraSchemaPath?: string;
   /** Defaults to /usr/lib/ldap. */
   modulePath?: string;
-  /** mdb directory. Defaults to /var/lib/ldap. */
+  /**
+   * mdb directory. Defaults to /var/lib/ldap/mailinfra (inside the AppArmor profile's
+   * /var/lib/ldap/, apart from the database Debian's package created). The component
+   * creates it (owner openldap, mode 0700) before starting slapd.
+   */
   directory?: string;
   /** Defaults to /var/run/slapd/slapd.pid. */
   pidFile?: string;
@@ -88,8 +93,17 @@ interface SlapdCommon {
   tls?: SlapdTls;
 }
 
+/** The identity of root on `ldapi:///` (SASL EXTERNAL, peer credentials). */
+export const LDAPI_ROOT_DN = "gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth";
+
 export interface SlapdProviderParams extends SlapdCommon {
   role: "provider";
+  /**
+   * Let root on this host manage the directory over `ldapi:///` with SASL EXTERNAL
+   * (`ldapadd -Y EXTERNAL -H ldapi:///`): the deploy loads entries with no password
+   * anywhere. Needs "ldapi:///" among slapd's listeners. Defaults to true.
+   */
+  localRootManage?: boolean;
   /** syncprov-checkpoint: ops and minutes. Defaults to [100, 10]. */
   checkpoint?: readonly [number, number];
   /** syncprov-sessionlog size. Defaults to 1000. */
@@ -205,6 +219,7 @@ export function renderSlapdConf(params: SlapdParams): string {
         ...common,
         role: "provider",
         provider: { checkpoint: `${ops} ${minutes}`, sessionlog },
+        manageDn: (params.localRootManage ?? true) ? LDAPI_ROOT_DN : null,
         replica: null,
       });
     }
@@ -224,6 +239,8 @@ export function renderSlapdConf(params: SlapdParams): string {
         ...common,
         role: "replica",
         provider: null,
+        // A replica takes writes only from syncrepl: no local manager.
+        manageDn: null,
         replica: {
           rid: String(params.rid).padStart(3, "0"),
           providerUri: params.providerUri,

@@ -26,6 +26,6 @@ export function renderRuntimeYaml(params: RuntimeYamlParams): string {
   return renderTemplate("runtime/runtime.yaml.hbs", {
     host: result.data.host.name,
     roles: result.data.host.roles.join(", "),
-    body,
+    body: body.trimEnd(),
   });
 }

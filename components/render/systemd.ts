@@ -2,6 +2,7 @@
  * One systemd unit per runtime service: `mailinfra-<service>.service` running
  * `<node> <prefix>/mailinfra.mjs serve <service> --config <runtime.yaml>`.
  */
+import type { ServiceName } from "../../runtime/src/service.js";
 import { assertNever, RenderError, renderTemplate } from "./template.js";
 
 /** The runtime's services (`mailinfra serve <service>`). */
@@ -24,6 +25,21 @@ export const RUNTIME_SERVICES: readonly RuntimeService[] = [
   "imap-cache",
   "stats",
 ];
+
+// The runtime's list and this one must stay the same: each line fails to compile otherwise.
+const _everyRuntimeService: readonly ServiceName[] = RUNTIME_SERVICES;
+const _noExtraService: Record<ServiceName, true> = {
+  smtp: true,
+  lmtp: true,
+  imap: true,
+  pop3: true,
+  managesieve: true,
+  webmail: true,
+  "imap-cache": true,
+  stats: true,
+} satisfies Record<RuntimeService, true>;
+void _everyRuntimeService;
+void _noExtraService;
 
 /** `mailinfra-<service>.service`. */
 export function unitName(service: RuntimeService): string {

@@ -71,6 +71,8 @@ class Semaphore {
 const key = (type: string, name: string) => `${type}::${name}`;
 
 let runCounter = 0;
+/** How long nothing may happen, with no step running, before the run counts as finished. */
+const QUIET_MS = 1500;
 
 export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
   const t0 = Date.now();
@@ -84,11 +86,18 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
   const programErrors: string[] = [];
   const hostLimits = new Map<string, Semaphore>();
   const limit = (host: string) => {
-    let s = hostLimits.get(host);
-    if (!s) hostLimits.set(host, (s = new Semaphore(opts.perHostConcurrency ?? 6)));
+    const s = hostLimits.get(host) ?? new Semaphore(opts.perHostConcurrency ?? 6);
+    hostLimits.set(host, s);
     return s;
   };
-  const emit = (e: ApplyEvent) => opts.onEvent?.(e);
+  let lastActivity = Date.now();
+  const touch = () => {
+    lastActivity = Date.now();
+  };
+  const emit = (e: ApplyEvent) => {
+    touch();
+    opts.onEvent?.(e);
+  };
 
   const stepFor = (type: string, name: string): StepRecord => {
     let s = steps.get(key(type, name));
@@ -107,7 +116,16 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
       }
       const step = stepFor(args.type, args.name);
       const seen = new Set<string>();
-      const inputs = unwrap(args.inputs, seen) as Record<string, unknown>;
+      const { connection: rawConnection, ...rest } = args.inputs as Record<string, unknown>;
+      const inputs: Record<string, unknown> = {
+        ...(unwrap(rest, seen) as Record<string, unknown>),
+        connection: unwrap(rawConnection),
+      };
+      // @pulumi/command always makes the connection secret: only its credentials are.
+      const conn = (inputs.connection ?? {}) as Record<string, unknown>;
+      for (const f of ["password", "privateKey", "privateKeyPassword"]) {
+        if (typeof conn[f] === "string") seen.add(conn[f] as string);
+      }
       redactor.addAll(seen);
       let host = "?";
       try {
@@ -116,7 +134,8 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
         // reported when the step runs
       }
       step.host = host;
-      if (args.type === COMMAND && typeof inputs.create === "string") step.command = redactor.scrub(inputs.create);
+      if (args.type === COMMAND && typeof inputs.create === "string")
+        step.command = redactor.scrub(inputs.create);
       if (args.type === COPY) step.command = `copy to ${String(inputs.remotePath)}`;
       return limit(host).run(async () => {
         step.state = "running";
@@ -159,12 +178,26 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
   };
   process.on("unhandledRejection", onRejection);
 
+  // The SDK never settles a failed step's dependents (nor the stack's outputs if
+  // they depend on one), so "finished" is: the program has run, no step is
+  // running, and nothing new happened for QUIET_MS. Without failures the SDK
+  // drains first (disconnect).
+  let programRan = false;
+  const quiet = new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const running = [...steps.values()].some((s) => s.state === "running");
+      if (programRan && !running && Date.now() - lastActivity > QUIET_MS) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 50);
+  });
   try {
     await pulumi.runtime.setMocks(mocks, opts.project, opts.stack, false);
     pulumi.runtime.setAllConfig(opts.config, opts.secretKeys);
     const url = `${pathToFileURL(opts.program).href}?lab-run=${++runCounter}-${Date.now()}`;
-    try {
-      await pulumi.runtime.runInPulumiStack(async () => {
+    const drained = pulumi.runtime
+      .runInPulumiStack(async () => {
         pulumi.runtime.registerStackTransformation((a) => {
           if (a.type === COMMAND || a.type === COPY) {
             const step = stepFor(a.type, a.name);
@@ -177,15 +210,23 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
           }
           return undefined;
         });
-        const mod = (await import(url)) as Record<string, unknown>;
-        // `export = async () => {...}` programs return their outputs; ES modules export them.
-        const exported = typeof mod.default === "function" ? await (mod.default as () => unknown)() : { ...mod };
-        return exported as Record<string, unknown>;
-      });
-    } catch (err) {
-      onRejection(err);
-    }
-    await pulumi.runtime.disconnect();
+        try {
+          const mod = (await import(url)) as Record<string, unknown>;
+          // `export = async () => {...}` programs return their outputs; ES modules export them.
+          const exported =
+            typeof mod.default === "function" ? await (mod.default as () => unknown)() : { ...mod };
+          return exported as Record<string, unknown>;
+        } finally {
+          programRan = true;
+          touch();
+        }
+      })
+      .catch((err: unknown) => {
+        programRan = true;
+        onRejection(err);
+      })
+      .then(() => pulumi.runtime.disconnect());
+    await Promise.race([drained, quiet]);
     // Let rejections queued by the last failures be delivered before reading them.
     await new Promise((r) => setTimeout(r, 50));
   } finally {

@@ -30,7 +30,9 @@ export class Progress {
       if (i >= 0) list.splice(i, 1);
       if (!this.tty || e.step.state === "failed") {
         const mark = e.step.state === "failed" ? "FAILED" : "ok";
-        this.write(`[${this.count()}] ${mark.padEnd(6)} ${host.padEnd(12)} ${e.step.name} (${secs(e.step.ms ?? 0)})`);
+        this.write(
+          `[${this.count()}] ${mark.padEnd(6)} ${host.padEnd(12)} ${e.step.name} (${secs(e.step.ms ?? 0)})`,
+        );
       }
     }
     this.redraw();
@@ -65,7 +67,9 @@ export class Progress {
   }
 }
 
-export function perHost(report: ApplyReport): { host: string; steps: number; busyMs: number; spanMs: number }[] {
+export function perHost(
+  report: ApplyReport,
+): { host: string; steps: number; busyMs: number; spanMs: number }[] {
   const by = new Map<string, StepRecord[]>();
   for (const s of report.steps) {
     if (s.startedAt === undefined) continue;
@@ -76,7 +80,12 @@ export function perHost(report: ApplyReport): { host: string; steps: number; bus
     .map(([host, list]) => {
       const start = Math.min(...list.map((s) => s.startedAt ?? 0));
       const end = Math.max(...list.map((s) => (s.startedAt ?? 0) + (s.ms ?? 0)));
-      return { host, steps: list.length, busyMs: list.reduce((a, s) => a + (s.ms ?? 0), 0), spanMs: end - start };
+      return {
+        host,
+        steps: list.length,
+        busyMs: list.reduce((a, s) => a + (s.ms ?? 0), 0),
+        spanMs: end - start,
+      };
     })
     .sort((a, b) => a.host.localeCompare(b.host));
 }
@@ -93,7 +102,13 @@ export function summary(report: ApplyReport, hostNames: Record<string, string> =
     for (const s of report.failed) {
       lines.push(`  ${name(s.host)}  ${s.name}  [${s.type}]`);
       if (s.command) lines.push(`    command: ${s.command.split("\n").join("\n             ")}`);
-      lines.push(`    ${(s.error ?? "").trimEnd().split("\n").join("\n    ")}`);
+      // The provider's message repeats the command (Go-quoted): shown once above, readable.
+      const m =
+        /^(Process exited with (?:status \d+|signal \S+)): running "(?:[^"\\]|\\.)*":\n([\s\S]*)$/.exec(
+          s.error ?? "",
+        );
+      const text = m ? `${m[1]}; output:\n${m[2]?.trimEnd() || "(none)"}` : (s.error ?? "").trimEnd();
+      lines.push(`    ${text.split("\n").join("\n    ")}`);
     }
   }
   if (report.skipped.length) {
@@ -108,7 +123,9 @@ export function summary(report: ApplyReport, hostNames: Record<string, string> =
   if (hosts.length) {
     lines.push("", "per host: steps, time from its first step to its last, time in steps");
     for (const h of hosts) {
-      lines.push(`  ${name(h.host).padEnd(10)} ${String(h.steps).padStart(4)}  ${secs(h.spanMs).padStart(7)}  ${secs(h.busyMs).padStart(7)}`);
+      lines.push(
+        `  ${name(h.host).padEnd(10)} ${String(h.steps).padStart(4)}  ${secs(h.spanMs).padStart(7)}  ${secs(h.busyMs).padStart(7)}`,
+      );
     }
   }
   return lines.join("\n");

@@ -38,6 +38,13 @@ export function endpointOf(connection: unknown): Endpoint {
   return ep;
 }
 
+/**
+ * The provider's default create timeout is Pulumi's (none shown to mocks: resource
+ * options do not reach them), so the lab bounds each step itself. The deployer's
+ * steps declare 15 min; MAILINFRA_LAB_STEP_TIMEOUT (seconds) overrides.
+ */
+const STEP_TIMEOUT_MS = Number(process.env.MAILINFRA_LAB_STEP_TIMEOUT ?? 900) * 1000;
+
 const trimOne = (s: string) => (s.endsWith("\n") ? s.slice(0, -1) : s);
 
 /** Go's %q for the command in error messages (close enough for what commands hold). */
@@ -58,7 +65,14 @@ export async function runCommand(inputs: CommandInputs): Promise<{ stdout: strin
     const opts: { env?: Record<string, string>; stdin?: string } = {};
     if (inputs.environment && Object.keys(inputs.environment).length) opts.env = inputs.environment;
     if (inputs.stdin !== undefined) opts.stdin = inputs.stdin;
-    const r = await exec(client, cmd, opts);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        client.end();
+        reject(new StepError(`timed out after ${STEP_TIMEOUT_MS / 1000} s: running ${goQuote(cmd)}`));
+      }, STEP_TIMEOUT_MS);
+    });
+    const r = await Promise.race([exec(client, cmd, opts), timeout]).finally(() => clearTimeout(timer));
     if (r.code !== 0) {
       const why =
         r.code === null
@@ -82,9 +96,19 @@ const sftpStat = (s: SFTPWrapper, p: string) =>
     }),
   );
 
+/** mkdir that accepts a directory made meanwhile (two steps on one host may share a parent). */
 const sftpMkdir = (s: SFTPWrapper, p: string) =>
   new Promise<void>((resolve, reject) =>
-    s.mkdir(p, (err) => (err ? reject(new StepError(`failed to create remote directory ${p}: ${err.message}`)) : resolve())),
+    s.mkdir(p, (err) => {
+      if (!err) return resolve();
+      sftpStat(s, p).then(
+        (st) =>
+          st?.isDirectory()
+            ? resolve()
+            : reject(new StepError(`failed to create remote directory ${p}: ${err.message}`)),
+        reject,
+      );
+    }),
   );
 
 async function mkdirParents(s: SFTPWrapper, dir: string): Promise<void> {
@@ -101,7 +125,9 @@ async function mkdirParents(s: SFTPWrapper, dir: string): Promise<void> {
 function writeRemote(s: SFTPWrapper, dest: string, body: { text: string } | { path: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     const out = s.createWriteStream(dest, { flags: "w" });
-    out.on("error", (err: Error) => reject(new StepError(`failed to create remote file ${dest}: ${err.message}`)));
+    out.on("error", (err: Error) =>
+      reject(new StepError(`failed to create remote file ${dest}: ${err.message}`)),
+    );
     out.on("close", () => resolve());
     if ("text" in body) out.end(body.text);
     else {
@@ -141,8 +167,10 @@ export async function copyToRemote(inputs: { connection: unknown; source: unknow
   // The SDK deserializes assets into these classes; their fields are promises.
   const fields = source as { text?: Promise<string>; path?: Promise<string> };
   if (source instanceof pulumi.asset.StringAsset && fields.text) body = { text: String(await fields.text) };
-  else if (source instanceof pulumi.asset.FileAsset && fields.path) body = { path: String(await fields.path) };
-  else if (source instanceof pulumi.asset.FileArchive && fields.path) body = { path: String(await fields.path) };
+  else if (source instanceof pulumi.asset.FileAsset && fields.path)
+    body = { path: String(await fields.path) };
+  else if (source instanceof pulumi.asset.FileArchive && fields.path)
+    body = { path: String(await fields.path) };
   else throw new StepError("source: must be a FileAsset, StringAsset or FileArchive");
 
   const client = await connect(endpointOf(inputs.connection));
@@ -168,7 +196,8 @@ export async function copyToRemote(inputs: { connection: unknown; source: unknow
         if (!body.path.endsWith("/")) {
           dest = posix.join(remotePath, basename(body.path));
           const st = await sftpStat(s, dest);
-          if (st && !st.isDirectory()) throw new StepError(`remote path ${dest} exists but is not a directory`);
+          if (st && !st.isDirectory())
+            throw new StepError(`remote path ${dest} exists but is not a directory`);
           if (!st) await sftpMkdir(s, dest);
         }
         await copyDir(s, body.path, dest);

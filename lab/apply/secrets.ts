@@ -5,6 +5,9 @@
 const SIG = "4dabf18193072939515e22adb298388d";
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
+/** Shorter "secrets" (a port, "root") would scrub ordinary words from every message. */
+const MIN_SECRET = 6;
+
 export function isWrappedSecret(v: unknown): v is { value: unknown } {
   return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SIG] === SECRET_SIG;
 }
@@ -18,7 +21,7 @@ export function unwrap(v: unknown, seen?: Set<string>, inSecret = false): unknow
   if (isWrappedSecret(v)) return unwrap(v.value, seen, true);
   if (Array.isArray(v)) return v.map((x) => unwrap(x, seen, inSecret));
   if (typeof v === "string") {
-    if (inSecret && seen && v.length >= 4) seen.add(v);
+    if (inSecret && seen && v.length >= MIN_SECRET) seen.add(v);
     return v;
   }
   if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
@@ -40,7 +43,7 @@ export function containsSecret(v: unknown): boolean {
 export class Redactor {
   private readonly secrets = new Set<string>();
   add(s: string): void {
-    if (s.length < 4) return;
+    if (s.length < MIN_SECRET) return;
     this.secrets.add(s);
     for (const line of s.split("\n")) if (line.trim().length >= 16) this.secrets.add(line.trim());
   }
@@ -49,7 +52,8 @@ export class Redactor {
   }
   scrub(text: string): string {
     let out = text;
-    for (const s of [...this.secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join("[secret]");
+    for (const s of [...this.secrets].sort((a, b) => b.length - a.length))
+      out = out.split(s).join("[secret]");
     return out;
   }
 }

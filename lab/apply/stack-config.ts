@@ -43,7 +43,9 @@ export async function labStackConfig(
   project: string,
   requiredSecrets: readonly string[] = [],
 ): Promise<StackConfig> {
-  const doc = existsSync(stackFile) ? (parse(readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> }) : {};
+  const doc = existsSync(stackFile)
+    ? (parse(readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> })
+    : {};
   const config: Record<string, string> = {};
   const secretKeys: string[] = [];
   const generated: string[] = [];
@@ -54,7 +56,7 @@ export async function labStackConfig(
 
   const fullKey = (k: string) => (k.includes(":") ? k : `${project}:${k}`);
   const secretValue = (k: string): string => {
-    const bare = k.slice(k.indexOf(":") + 1);
+    const bare = k.slice(k.indexOf(":") + 1).replace(/\[\d+\]/g, "");
     if (SSH_KEY.test(bare)) return privateKey;
     let v = secrets[k];
     if (v === undefined) {
@@ -65,17 +67,34 @@ export async function labStackConfig(
     return v;
   };
 
-  for (const [rawKey, value] of Object.entries(doc.config ?? {})) {
-    const k = fullKey(rawKey);
+  // `secure:` values may sit at the top (`mailinfra:ldapAdminPassword`) or inside
+  // an object (`mailinfra:hosts[2].privateKey`); the whole key is then secret.
+  const fill = (value: unknown, path: string): { value: unknown; secret: boolean } => {
     if (isSecure(value)) {
-      config[k] = secretValue(k);
-      secretKeys.push(k);
-      generated.push(k);
-    } else if (typeof value === "string") {
-      config[k] = value;
-    } else {
-      config[k] = JSON.stringify(value);
+      generated.push(path);
+      return { value: secretValue(path), secret: true };
     }
+    if (Array.isArray(value)) {
+      const parts = value.map((v, i) => fill(v, `${path}[${i}]`));
+      return { value: parts.map((p) => p.value), secret: parts.some((p) => p.secret) };
+    }
+    if (value && typeof value === "object") {
+      const out: Record<string, unknown> = {};
+      let secret = false;
+      for (const [k, v] of Object.entries(value)) {
+        const p = fill(v, `${path}.${k}`);
+        out[k] = p.value;
+        secret ||= p.secret;
+      }
+      return { value: out, secret };
+    }
+    return { value, secret: false };
+  };
+  for (const [rawKey, raw] of Object.entries(doc.config ?? {})) {
+    const k = fullKey(rawKey);
+    const { value, secret } = fill(raw, k);
+    config[k] = typeof value === "string" ? value : JSON.stringify(value);
+    if (secret) secretKeys.push(k);
   }
   for (const raw of requiredSecrets) {
     const k = fullKey(raw);

@@ -1,7 +1,7 @@
 /**
  * runtime.yaml → RuntimeConfig, once, at the edge. Every problem is reported
- * with the key path (and the line) it concerns — `imap.listen[0] (line 12):
- * expected host:port` — so that `mailinfra config check` and a failed start
+ * with the key path (and the line) it concerns — `imap.listen[0]: expected
+ * host:port, e.g. 0.0.0.0:143 (line 12)` — so that `mailinfra config check` and a failed start
  * say exactly what to fix. Keys the schema does not know are errors too: a
  * misspelt limit must not silently fall back to its default.
  */
@@ -40,7 +40,7 @@ export function formatPath(path: Path): string {
 /** Parse and validate runtime.yaml text; `source` names it in messages. */
 export function parseConfig(text: string, source = "runtime.yaml"): RuntimeConfig {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
@@ -54,8 +54,8 @@ export function parseConfig(text: string, source = "runtime.yaml"): RuntimeConfi
   const raw: unknown = doc.toJS() ?? {};
 
   const lineOf = (path: Path): string => {
-    // The deepest node that exists on the path: for a missing key, its parent.
-    for (let n = path.length; n >= 0; n--) {
+    // The deepest node that exists on the path: for a missing key, its parent (not the whole document).
+    for (let n = path.length; n >= 1; n--) {
       const node = doc.getIn(path.slice(0, n), true);
       if (isNode(node) && node.range) return ` (line ${lineCounter.linePos(node.range[0]).line})`;
     }
@@ -66,14 +66,25 @@ export function parseConfig(text: string, source = "runtime.yaml"): RuntimeConfi
   const result = RuntimeConfigSchema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues) {
-      problems.push(`${formatPath(issue.path)}${lineOf(issue.path)}: ${issue.message}`);
+      const missing = issue.code === "invalid_type" && !hasPath(raw, issue.path);
+      const message = missing ? "required key is missing" : issue.message;
+      problems.push(`${formatPath(issue.path)}: ${message}${lineOf(issue.path)}`);
     }
   }
   for (const path of unknownKeys(RuntimeConfigSchema, raw, [])) {
-    problems.push(`${formatPath(path)}${lineOf(path)}: unknown key`);
+    problems.push(`${formatPath(path)}: unknown key${lineOf(path)}`);
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
   return result.data;
+}
+
+function hasPath(value: unknown, path: Path): boolean {
+  let node = value;
+  for (const key of path) {
+    if (typeof node !== "object" || node === null || !Object.hasOwn(node, key)) return false;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return true;
 }
 
 /** Read and parse a runtime.yaml file. */

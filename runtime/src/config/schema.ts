@@ -118,6 +118,8 @@ const ImapSection = z.object({
     .int()
     .positive()
     .default(50 * 1024 ** 2),
+  /** Once an address has failed authenticationsBeforeDelay times, each further failure is answered this late. */
+  authFailureDelayMs: z.number().int().nonnegative().default(2000),
   limits: ConnectionLimits,
 });
 

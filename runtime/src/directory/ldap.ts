@@ -64,9 +64,12 @@ class LdapServer {
 
   /** The shared service connection, bound; concurrent callers share one connect+bind. */
   async service(): Promise<Client> {
-    if (this.#bound) {
-      const client = await this.#bound;
+    const current = this.#bound;
+    if (current) {
+      const client = await current;
       if (client.isConnected && client.isBound) return client;
+      // Another caller may already have replaced the dead connection: use theirs.
+      if (this.#bound !== current) return this.service();
       this.reset();
     }
     const client = this.newClient();
@@ -155,18 +158,24 @@ export class LdapDirectory implements Directory {
         ),
     );
     if (options.metrics) {
-      this.#requests = new PromCounter({
-        name: "mailinfra_directory_requests_total",
-        help: "Directory lookups and authentications by result",
-        labelNames: ["op", "result"] as const,
-        registers: [options.metrics],
-      });
-      this.#serverFailures = new PromCounter({
-        name: "mailinfra_directory_server_failures_total",
-        help: "LDAP servers that failed or timed out, by URI",
-        labelNames: ["server"] as const,
-        registers: [options.metrics],
-      });
+      const registry = options.metrics;
+      // A second directory on one registry (tests, tools) shares the counters.
+      this.#requests =
+        (registry.getSingleMetric("mailinfra_directory_requests_total") as Counter<"op" | "result">) ??
+        new PromCounter({
+          name: "mailinfra_directory_requests_total",
+          help: "Directory lookups and authentications by result",
+          labelNames: ["op", "result"] as const,
+          registers: [registry],
+        });
+      this.#serverFailures =
+        (registry.getSingleMetric("mailinfra_directory_server_failures_total") as Counter<"server">) ??
+        new PromCounter({
+          name: "mailinfra_directory_server_failures_total",
+          help: "LDAP servers that failed or timed out, by URI",
+          labelNames: ["server"] as const,
+          registers: [registry],
+        });
     }
   }
 

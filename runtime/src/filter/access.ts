@@ -102,7 +102,10 @@ function check(
     }
     case "discard":
     case "hold":
-      return result(name, stage, "fail", { detail: `${a.kind.toUpperCase()} ${a.text} (${where})`, disposition: a.kind });
+      return result(name, stage, "fail", {
+        detail: `${a.kind.toUpperCase()} ${a.text} (${where})`,
+        disposition: a.kind,
+      });
     case "prepend": {
       const h = prependHeader(a.header);
       return h

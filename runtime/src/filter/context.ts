@@ -65,7 +65,6 @@ export function result(
 
 /** Removes control characters and bounds the length of text that may reach an SMTP reply or a log. */
 export function clean(text: string, max = 200): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping them is the point
   const t = text.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }

@@ -20,11 +20,15 @@ export const CHECK = "dnsbl";
 
 /** The query name's prefix for `ip` (no zone), or undefined for something that is not an address. */
 export function reverseName(ip: string): string | undefined {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  const addr = mapped ? mapped[1]! : ip;
-  if (isIPv4(addr)) return addr.split(".").reverse().join(".");
-  if (!isIPv6(addr)) return undefined;
-  return expandIPv6(addr).split("").reverse().join(".");
+  if (isIPv4(ip)) return ip.split(".").reverse().join(".");
+  if (!isIPv6(ip)) return undefined;
+  const hex = expandIPv6(ip);
+  // An IPv4-mapped address (::ffff:a.b.c.d, RFC 4291 §2.5.5.2) is the IPv4 client.
+  if (hex.startsWith("00000000000000000000ffff")) {
+    const v4 = [24, 26, 28, 30].map((i) => Number.parseInt(hex.slice(i, i + 2), 16));
+    return v4.reverse().join(".");
+  }
+  return hex.split("").reverse().join(".");
 }
 
 /** 32 lower-case hex digits of an IPv6 address (RFC 4291 §2.2 forms, with an IPv4 tail too). */
@@ -73,7 +77,9 @@ async function queryZone(
   } catch {
     // The reason text is optional (RFC 5782 §2.1).
   }
-  return txt ? { ...base, listed: true, answers: listings, txt } : { ...base, listed: true, answers: listings };
+  return txt
+    ? { ...base, listed: true, answers: listings, txt }
+    : { ...base, listed: true, answers: listings };
 }
 
 export async function dnsbl(shared: Shared, session: Session): Promise<CheckResult> {
@@ -84,7 +90,8 @@ export async function dnsbl(shared: Shared, session: Session): Promise<CheckResu
     return result(CHECK, "connect", "skip", { detail: "trusted client" });
   }
   const name = reverseName(ip);
-  if (name === undefined) return result(CHECK, "connect", "error", { detail: `not an IP address: ${clean(ip)}` });
+  if (name === undefined)
+    return result(CHECK, "connect", "error", { detail: `not an IP address: ${clean(ip)}` });
   const started = performance.now();
   const answers = await Promise.all(zones.map((z) => queryZone(shared, name, z)));
   const ms = Math.round(performance.now() - started);

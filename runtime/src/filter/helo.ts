@@ -59,11 +59,15 @@ export function helo(shared: Shared, session: Session, name: string): CheckResul
   if (isTrusted(session) || session.conn?.submission) {
     return result(CHECK, "helo", "skip", { detail: "trusted client" });
   }
-  const finding = classifyHelo(name, {
-    hostname: shared.hostname,
-    domains: shared.localDomains,
-    addresses: shared.localAddresses,
-  }, session.conn?.remoteAddress);
+  const finding = classifyHelo(
+    name,
+    {
+      hostname: shared.hostname,
+      domains: shared.localDomains,
+      addresses: shared.localAddresses,
+    },
+    session.conn?.remoteAddress,
+  );
   if (finding === undefined) return result(CHECK, "helo", "pass");
   const r = REPLIES[finding];
   if (!cfg.reject) return result(CHECK, "helo", "fail", { detail: finding, score: cfg.score });

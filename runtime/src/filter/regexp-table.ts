@@ -155,7 +155,11 @@ function parsePattern(text: string, source: string, line: number): { pattern: Pa
   try {
     re = new RegExp(posixToJs(raw, extended), (caseless ? "i" : "") + (multiline ? "m" : "s"));
   } catch (err) {
-    throw new RegexpTableError(source, line, `bad regular expression ${delim}${raw}${delim}: ${(err as Error).message}`);
+    throw new RegexpTableError(
+      source,
+      line,
+      `bad regular expression ${delim}${raw}${delim}: ${(err as Error).message}`,
+    );
   }
   return { pattern: { re, negate, line }, rest: s.slice(k).trim() };
 }
@@ -167,7 +171,8 @@ function maxGroupRef(result: string, source: string, line: number): number {
   for (const m of result.matchAll(refs)) {
     if (m[1] === "$") continue;
     const n = m[2] ?? m[3] ?? (/^\d+$/.test(m[1] ?? "") ? m[1] : undefined);
-    if (n === undefined) throw new RegexpTableError(source, line, `bad $ in result "${result}" (use $$ for $)`);
+    if (n === undefined)
+      throw new RegexpTableError(source, line, `bad $ in result "${result}" (use $$ for $)`);
     max = Math.max(max, Number(n));
   }
   return max;

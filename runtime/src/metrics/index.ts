@@ -35,6 +35,8 @@ export interface MetricsServerOptions {
   registry: Registry;
   healthy: () => Promise<boolean>;
   logger?: Logger;
+  /** Defaults to HEALTH_TIMEOUT_MS. */
+  healthTimeoutMs?: number;
 }
 
 async function withTimeout(check: () => Promise<boolean>, ms: number): Promise<boolean> {
@@ -67,7 +69,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
         .writeHead(200, { "content-type": options.registry.contentType })
         .end(req.method === "HEAD" ? "" : body);
     } else if (path === "/healthz") {
-      const ok = await withTimeout(options.healthy, HEALTH_TIMEOUT_MS);
+      const ok = await withTimeout(options.healthy, options.healthTimeoutMs ?? HEALTH_TIMEOUT_MS);
       res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ok\n" : "unhealthy\n");
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");

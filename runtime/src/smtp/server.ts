@@ -121,7 +121,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
 
   const server = new SMTPServer({
     name: hostname,
-    banner: "ESMTP mailinfra",
+    banner: "mailinfra",
     size: config.maxMessageBytes,
     rejectOversized: true,
     maxRecipients: config.maxRecipients,
@@ -132,6 +132,10 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     disableReverseLookup: !config.reverseLookup,
     ...(resolver ? { resolver } : {}),
     logger: false,
+    // RFC 2034 and RFC 3461: smtp-server hides both unless asked.
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
+    // RFC 8689: not offered, the queue cannot promise TLS on every onward hop.
     hideREQUIRETLS: true,
     // STARTTLS needs a certificate; without one it is simply not offered (RFC 3207 is optional on 25).
     hideSTARTTLS: !deps.tls,
@@ -161,6 +165,8 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         rcpts: new Map(),
       };
       states.set(session.id, s);
+      // RFC 4954 §4 / RFC 3207 §4: AUTH is neither offered nor taken before STARTTLS on submission.
+      if (mayAuth && !session.secure) session.disabledCommands = ["AUTH"];
       log.info({ trusted }, "connect");
       s.tx
         .onConnect(info)
@@ -172,6 +178,11 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           log.error({ err }, "connect stage failed");
           callback(reply(421, "4.3.0", "Service temporarily unavailable"));
         });
+    },
+
+    onSecure(_socket, session, callback) {
+      if (mayAuth) session.disabledCommands = [];
+      callback();
     },
 
     onClose(session) {
@@ -234,6 +245,9 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         const sender = address.address;
         if (kind === "submission") {
           const user = session.user as AuthUser | undefined;
+          if (!user) {
+            throw reply(530, "5.7.0", session.secure ? "Authentication required" : "Must issue a STARTTLS command first");
+          }
           // RFC 6409 §6.1: the submission server may check the sender against the authenticated identity.
           if (!user || !user.addresses.includes(sender.toLowerCase())) {
             throw reply(553, "5.7.1", `<${sender}>: Sender address not owned by user ${user?.uid ?? "(none)"}`);

@@ -8,10 +8,10 @@
  */
 import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
+import { createFilterPipeline } from "../filter/index.js";
 import type { FilterPipeline } from "../filter/types.js";
 import { openQueue, type Queue } from "../queue/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
-import { acceptAllPipeline } from "./accept-all-filter.js";
 import { LocalDomains } from "./address.js";
 import { AuthThrottle } from "./auth-throttle.js";
 import { Networks } from "./networks.js";
@@ -19,7 +19,7 @@ import { createRouter } from "./recipients.js";
 import { createListener, type ListenerKind } from "./server.js";
 
 export interface SmtpServiceOptions {
-  /** The filtering pipeline; defaults to accept-everything until filter/ provides one. */
+  /** The filtering pipeline; defaults to filter/'s, built from runtime.yaml's `filter` section. */
   pipeline?: FilterPipeline;
 }
 
@@ -54,7 +54,13 @@ export async function startSmtp(ctx: ServiceContext, options: SmtpServiceOptions
     logger: logger.child({ service: "queue" }),
     ...(dnsServers ? { dnsServers } : {}),
   });
-  const pipeline = options.pipeline ?? acceptAllPipeline();
+  const pipeline =
+    options.pipeline ??
+    createFilterPipeline(config.filter, {
+      logger: logger.child({ service: "filter" }),
+      localDomains: smtp.domains,
+      hostname: config.host.name,
+    });
   const throttle = new AuthThrottle(
     smtp.authFailuresBeforeDelay,
     smtp.authFailuresBeforeBlock,

@@ -54,14 +54,18 @@ export function lettersToFlags(letters: string, keywords: readonly string[]): Se
  * saves the list). \Recent is never stored (RFC 3501 §2.3.2); other unknown
  * system flags are refused.
  */
-export function flagsToLetters(flags: Iterable<string>, keywords: string[]): { letters: string; added: boolean } {
+export function flagsToLetters(
+  flags: Iterable<string>,
+  keywords: string[],
+): { letters: string; added: boolean } {
   let letters = "";
   let added = false;
   for (const flag of flags) {
     if (flag.startsWith("\\")) {
       const canonical = Object.keys(SYSTEM_FLAG_LETTERS).find((f) => f.toLowerCase() === flag.toLowerCase());
       if (canonical) letters += SYSTEM_FLAG_LETTERS[canonical];
-      else if (flag.toLowerCase() !== "\\recent") throw new StoreError("BADNAME", `unknown system flag ${flag}`);
+      else if (flag.toLowerCase() !== "\\recent")
+        throw new StoreError("BADNAME", `unknown system flag ${flag}`);
       continue;
     }
     if (!KEYWORD.test(flag)) throw new StoreError("BADNAME", "invalid keyword");

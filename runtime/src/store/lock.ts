@@ -6,8 +6,8 @@
  * processes breaking the same stale lock only one wins.
  */
 import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { hostname } from "node:os";
 import { isErrno, sleep } from "./fsutil.js";
 import { StoreError } from "./types.js";
 
@@ -47,7 +47,8 @@ async function staleContent(path: string, options: LockOptions): Promise<string 
   const pid = Number(pidText);
   let stale: boolean;
   if (options.staleMs > 0 && Date.now() - mtimeMs > options.staleMs) stale = true;
-  else if (!host) stale = Date.now() - mtimeMs > 5000; // being written, or torn by a crash
+  else if (!host)
+    stale = Date.now() - mtimeMs > 5000; // being written, or torn by a crash
   else if (host !== HOST) stale = options.otherHostIsStale;
   else stale = Number.isInteger(pid) && pid > 0 && !alive(pid);
   return stale ? text : null;

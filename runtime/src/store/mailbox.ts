@@ -53,8 +53,11 @@ export class Mailbox {
   private watcher: FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
   private notifyTimer: NodeJS.Timeout | null = null;
-  private pending: Array<{ item: PendingAppend; resolve: (uid: number) => void; reject: (e: unknown) => void }> =
-    [];
+  private pending: Array<{
+    item: PendingAppend;
+    resolve: (uid: number) => void;
+    reject: (e: unknown) => void;
+  }> = [];
   private flushing = false;
   refs = 0;
 
@@ -165,7 +168,13 @@ export class Mailbox {
     data.newMtime = m.newMtime;
     data.curMtime = m.curMtime;
     const file = join(this.path, INDEX_FILE);
-    await writeAtomic(join(this.path, `${INDEX_FILE}.tmp`), file, this.path, serializeIndex(data), this.options.fsync);
+    await writeAtomic(
+      join(this.path, `${INDEX_FILE}.tmp`),
+      file,
+      this.path,
+      serializeIndex(data),
+      this.options.fsync,
+    );
     const st = await stat(file, { bigint: true });
     this.cache = { key: `${st.ino}:${st.mtimeNs}:${st.size}`, data };
   }

@@ -9,11 +9,11 @@
  */
 import { readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
+import { recordPath, removeRecords } from "./expunge.js";
 import { curName, guidOf } from "./filename.js";
 import { flagsToLetters, lettersToFlags } from "./flags.js";
 import { isErrno } from "./fsutil.js";
 import type { Mailbox } from "./mailbox.js";
-import { recordPath, removeRecords } from "./expunge.js";
 import {
   type CopyResult,
   type Flag,
@@ -32,6 +32,7 @@ export interface SessionHooks {
   /** Quota bookkeeping after messages were removed. */
   removed(bytes: number, messages: number): Promise<void>;
   release(mailbox: Mailbox): void;
+  fsync: boolean;
 }
 
 export function toMeta(r: IndexRecord, keywords: readonly string[]): MessageMeta {
@@ -241,12 +242,14 @@ export class MaildirSession implements MailboxSession {
 
   private async remove(pick: (r: IndexRecord) => boolean): Promise<number[]> {
     const removed = await this.mailbox.update(async (tx) => {
-      const out = await removeRecords(this.mailbox.path, tx.data, pick, true);
+      const out = await removeRecords(this.mailbox.path, tx.data, pick, this.hooks.fsync);
       if (out.length > 0) tx.dirty = true;
       return out;
     });
     if (removed.length === 0) return [];
-    await this.hooks.removed(-removed.reduce((s, r) => s + r.size, 0), -removed.length).catch(() => undefined);
+    await this.hooks
+      .removed(-removed.reduce((s, r) => s + r.size, 0), -removed.length)
+      .catch(() => undefined);
     const gone = new Set(removed.map((r) => r.uid));
     this.snapshot = this.snapshot.filter((m) => !gone.has(m.uid));
     for (const uid of gone) this.recentUids.delete(uid);

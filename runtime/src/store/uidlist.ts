@@ -78,7 +78,9 @@ export function parseIndex(text: string): IndexData | null {
   const head = lines[0]?.split(" ") ?? [];
   if (head.length !== 8 || `${head[0]} ${head[1]}` !== MAGIC) return null;
   const nums = head.slice(2, 6);
-  if (!nums.every((n) => INT.test(n)) || !INT.test(head[6] ?? "") || !INT.test(head[7] ?? "")) return null;
+  const mtime = /^\d{1,30}$/;
+  if (!nums.every((n) => INT.test(n)) || !mtime.test(head[6] ?? "") || !mtime.test(head[7] ?? ""))
+    return null;
   const [uidValidity, uidNext, highestModseq, firstRecentUid] = nums.map(Number) as [
     number,
     number,

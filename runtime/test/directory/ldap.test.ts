@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDirectory, type Directory, DirectoryUnavailableError } from "../../src/directory/index.js";
-import { MAX_ADDRESS_LENGTH } from "../../src/directory/ldap.js";
+import { MAX_ADDRESS_LENGTH, MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH } from "../../src/directory/ldap.js";
 import { type Slapd, startSlapd, TEST_ACCOUNTS } from "../support/slapd.js";
 
 async function closedPortUri(): Promise<string> {
@@ -80,6 +80,24 @@ describe("lookups and authentication", () => {
     expect(await dir.findByLogin("nobody")).toBeNull();
     expect(await dir.findByAddress("")).toBeNull();
     expect(await dir.findByAddress(`${"x".repeat(MAX_ADDRESS_LENGTH)}@example.org`)).toBeNull();
+  });
+
+  it("never sends logins over MAX_LOGIN_LENGTH, addresses over MAX_ADDRESS_LENGTH or passwords over MAX_PASSWORD_LENGTH", async () => {
+    // Against a server that cannot answer: what is sent fails as unavailable, what is refused first is null.
+    const down = directory(ldap.ldapConfig({ uris: [await closedPortUri()] }));
+    await expect(down.findByLogin("a".repeat(MAX_LOGIN_LENGTH))).rejects.toBeInstanceOf(
+      DirectoryUnavailableError,
+    );
+    expect(await down.findByLogin("a".repeat(MAX_LOGIN_LENGTH + 1))).toBeNull();
+    const address = (n: number) => `${"a".repeat(n - "@example.org".length)}@example.org`;
+    await expect(down.findByAddress(address(MAX_ADDRESS_LENGTH))).rejects.toBeInstanceOf(
+      DirectoryUnavailableError,
+    );
+    expect(await down.findByAddress(address(MAX_ADDRESS_LENGTH + 1))).toBeNull();
+    await expect(down.authenticate("alice", "p".repeat(MAX_PASSWORD_LENGTH))).rejects.toBeInstanceOf(
+      DirectoryUnavailableError,
+    );
+    expect(await down.authenticate("alice", "p".repeat(MAX_PASSWORD_LENGTH + 1))).toBeNull();
   });
 
   it("authenticates with the right password, by uid or by address", async () => {
@@ -210,7 +228,19 @@ describe("failover", () => {
     await expect(dir.findByLogin("alice")).rejects.toBeInstanceOf(DirectoryUnavailableError);
     await restarting.resume();
     expect((await dir.findByLogin("alice"))?.uid).toBe("alice");
-    expect((await dir.findByLogin("bob"))?.uid).toBe("bob");
+    // Restarted again with no lookup while down: many lookups at once find the dead connection.
+    await restarting.halt();
+    await restarting.resume();
+    const before = await restarting.totalConnections();
+    // Many lookups at once on the dead connection: one new service connection, no spurious failures.
+    const uids = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => dir.findByLogin(["alice", "bob", "carol"][i % 3]!)),
+    );
+    expect(uids.map((a) => a?.uid)).toEqual(
+      Array.from({ length: 30 }, (_, i) => ["alice", "bob", "carol"][i % 3]),
+    );
+    // The lookups' one new connection, and the monitor query itself.
+    expect(await restarting.totalConnections()).toBe(before + 2);
   });
 
   it("throws DirectoryUnavailableError (never 'unknown user') when every server is down", async () => {

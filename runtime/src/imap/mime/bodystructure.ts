@@ -45,12 +45,11 @@ function trimmed(part: MimePart, key: string): string | undefined {
 
 export function bodyStructure(buf: Buffer, part: MimePart, extended: boolean): Value {
   if (part.type === "multipart") {
-    const out: Value[] = [];
-    if (part.children.length === 0) {
-      // RFC 3501 requires at least one part: describe an empty text part (as Dovecot does)
-      out.push(["text", "plain", ["charset", "us-ascii"], null, null, "7bit", 0, 0]);
-    }
-    for (const child of part.children) out.push(bodyStructure(buf, child, extended));
+    const bodies: Value[] = part.children.map((child) => bodyStructure(buf, child, extended));
+    // RFC 3501 requires at least one part: describe an empty text part (as Dovecot does)
+    if (bodies.length === 0) bodies.push(["text", "plain", ["charset", "us-ascii"], null, null, "7bit", 0, 0]);
+    // body-type-mpart = 1*body SP media-subtype: no SP between the bodies
+    const out: Value[] = [{ concat: bodies }];
     out.push(Buffer.from(part.subtype.toUpperCase(), "latin1"));
     if (extended)
       out.push(paramList(part.params), disposition(part), language(part), nstr(header(part, "content-location")));

@@ -2,7 +2,7 @@
  * ENVELOPE (RFC 3501 §7.4.2): date, subject, from, sender, reply-to, to, cc,
  * bcc, in-reply-to, message-id. Sender and Reply-To default to From.
  */
-import { atom, type Value } from "../wire/compiler.js";
+import type { Value } from "../wire/compiler.js";
 import { type EnvelopeAddress, parseAddressList } from "./address.js";
 import { type MimePart, header } from "./structure.js";
 
@@ -12,7 +12,17 @@ function nstring(v: string | undefined): Value {
 
 function addresses(list: EnvelopeAddress[]): Value {
   if (list.length === 0) return null;
-  return list.map((a) => [nstring(a.name ?? undefined), nstring(a.adl ?? undefined), nstring(a.mailbox ?? undefined), nstring(a.host ?? undefined)]);
+  // RFC 3501 §9: "(" 1*address ")", no SP between addresses
+  return [
+    {
+      concat: list.map((a) => [
+        nstring(a.name ?? undefined),
+        nstring(a.adl ?? undefined),
+        nstring(a.mailbox ?? undefined),
+        nstring(a.host ?? undefined),
+      ]),
+    },
+  ];
 }
 
 export function envelope(part: MimePart): Value {
@@ -39,5 +49,3 @@ export function envelope(part: MimePart): Value {
     nstring(get("message-id")),
   ];
 }
-
-export { atom };

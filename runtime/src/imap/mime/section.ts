@@ -26,8 +26,8 @@ export function resolvePart(root: MimePart, path: number[]): MimePart | undefine
       if (!child) return undefined;
       cur = child;
     } else {
-      // a non-multipart message has one part, numbered 1
-      if (n !== 1) return undefined;
+      // a non-multipart message has one part, numbered 1; a leaf part has none
+      if (n !== 1 || (i > 0 && container === cur)) return undefined;
       cur = container;
     }
   }

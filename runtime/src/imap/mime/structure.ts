@@ -144,7 +144,7 @@ export function splitMultipart(buf: Buffer, start: number, end: number, boundary
   return ranges;
 }
 
-/** Number of lines in a body (RFC 3501 body-fld-lines): CRLF count, plus a final partial line. */
+/** Number of lines in a body (RFC 3501 body-fld-lines): its line ends, as Dovecot and Cyrus count them. */
 export function countLines(buf: Buffer, start: number, end: number): number {
   let n = 0;
   let pos = start;
@@ -154,6 +154,5 @@ export function countLines(buf: Buffer, start: number, end: number): number {
     n++;
     pos = lf + 1;
   }
-  if (pos < end) n++;
   return n;
 }

@@ -12,6 +12,8 @@ export type Value =
   | Buffer
   | { atom: string }
   | { literal: Buffer }
+  /** Values written back to back: RFC 3501's 1*body and 1*address have no SP between items. */
+  | { concat: Value[] }
   | Value[];
 
 export const NIL = null;
@@ -78,6 +80,8 @@ function write(out: Out, v: Value): void {
       write(out, item);
     });
     out.str(")");
+  } else if ("concat" in v) {
+    for (const item of v.concat) write(out, item);
   } else if ("atom" in v) {
     // atoms are ASCII by construction except UTF-8 keywords; keep bytes intact
     out.buf(Buffer.from(v.atom, "utf8"));

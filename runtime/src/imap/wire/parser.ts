@@ -87,10 +87,8 @@ export function peekTag(buf: Buffer): string | undefined {
 
 export function parseCommand(input: Buffer | string): ParsedCommand {
   const buf = typeof input === "string" ? Buffer.from(input, "utf8") : input;
-  let len = buf.length;
-  // the final CRLF is optional here: the framer strips it
-  if (len >= 2 && buf[len - 2] === CR && buf[len - 1] === LF) len -= 2;
-  else if (len >= 1 && buf[len - 1] === LF) len -= 1;
+  // the framer has already removed the final CRLF (a literal may end in CRLF itself)
+  const len = buf.length;
   const cur = new Cursor(buf.subarray(0, len));
 
   const tagEnd = buf.indexOf(SP);
@@ -140,7 +138,8 @@ function parseSequence(cur: Cursor, depth: number, close: number, inSection: boo
       if (c !== SP) throw new ParseError("expected a space between arguments");
       cur.pos++;
       if (cur.peek() === SP) throw new ParseError("unexpected double space");
-      if (cur.done && close === -1) throw new ParseError("trailing space");
+      // a trailing space before CRLF is a common client slip; tolerate it
+      if (cur.done && close === -1) return items;
     }
     items.push(parseToken(cur, depth, inSection));
   }

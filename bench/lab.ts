@@ -1,0 +1,114 @@
+// Figures for the lab (not a timed test): time from nothing to a deployed lab
+// (11 hosts up, the lab stack applied), a no-op re-apply, and per-host step
+// times. Targets on a 2-core machine: < 3 min from nothing, < 30 s re-apply.
+//   tsx bench/lab.ts [--keep] [--program FILE --stack-file FILE]
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ApplyReport } from "../lab/apply/applier.js";
+import { REPORT_FILE } from "../lab/apply/cli.js";
+import { perHost } from "../lab/apply/progress.js";
+import { labLock } from "../lab/lock.js";
+import { REPO_ROOT } from "../lab/paths.js";
+import { HOST_NAMES, loadTopology } from "../lab/topology.js";
+
+const TARGET_DEPLOY_MS = 180_000;
+const TARGET_REAPPLY_MS = 30_000;
+
+function lab(args: string[]): Promise<{ code: number; out: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(REPO_ROOT, "node_modules/.bin/tsx"), [join(REPO_ROOT, "lab/cli.ts"), ...args], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, out, ms: Date.now() - t0 }));
+  });
+}
+
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const keep = argv.includes("--keep");
+  let programArgs = argv.filter((a) => a !== "--keep");
+  if (!programArgs.includes("--program") && !existsSync(join(REPO_ROOT, "index.ts"))) {
+    console.log("bench: index.ts is not there yet: using the applier's test program");
+    programArgs = [
+      "--program",
+      join(REPO_ROOT, "test/lab/fixtures/program/index.ts"),
+      "--stack-file",
+      join(REPO_ROOT, "test/lab/fixtures/Pulumi.fixture.yaml"),
+    ];
+  }
+  const unlock = await labLock();
+  const clean = await lab(["down"]);
+  if (clean.code !== 0) throw new Error(clean.out);
+
+  const deploy = await lab(["deploy", ...programArgs]);
+  if (deploy.code !== 0) {
+    console.log(deploy.out);
+    throw new Error("deploy failed");
+  }
+  const first = JSON.parse(readFileSync(REPORT_FILE, "utf8")) as ApplyReport;
+  const upLine = /prepare ([\d.]+) s, boot ([\d.]+) s/.exec(deploy.out);
+
+  const reapply = await lab(["apply", ...programArgs]);
+  if (reapply.code !== 0) {
+    console.log(reapply.out);
+    throw new Error("re-apply failed");
+  }
+  const second = JSON.parse(readFileSync(REPORT_FILE, "utf8")) as ApplyReport;
+
+  const names: Record<string, string> = {};
+  const t = loadTopology();
+  for (const h of HOST_NAMES) names[t.addresses[h]] = h;
+  const firstHosts = perHost(first);
+  const secondHosts = new Map(perHost(second).map((h) => [h.host, h]));
+
+  console.log("\nmailinfra lab figures");
+  console.log(`  nothing -> deployed     ${s(deploy.ms).padStart(8)}  (target < ${s(TARGET_DEPLOY_MS)})`);
+  if (upLine)
+    console.log(
+      `    hosts up              ${s(Number(upLine[1]) * 1000 + Number(upLine[2]) * 1000).padStart(8)}  (prepare ${upLine[1]} s, boot ${upLine[2]} s)`,
+    );
+  console.log(`    apply                 ${s(first.ms).padStart(8)}  (${first.done} steps)`);
+  console.log(
+    `  no-op re-apply          ${s(reapply.ms).padStart(8)}  (target < ${s(TARGET_REAPPLY_MS)}; applier ${s(second.ms)}, ${second.done} steps)`,
+  );
+  console.log("  per host (first apply / re-apply): steps, span, time in steps");
+  for (const h of firstHosts) {
+    const r = secondHosts.get(h.host);
+    console.log(
+      `    ${(names[h.host] ?? h.host).padEnd(9)} ${String(h.steps).padStart(4)} ${s(h.spanMs).padStart(8)} ${s(h.busyMs).padStart(8)}` +
+        (r ? `   / ${s(r.spanMs).padStart(7)} ${s(r.busyMs).padStart(7)}` : ""),
+    );
+  }
+  const slow = [...first.steps].sort((a, b) => (b.ms ?? 0) - (a.ms ?? 0)).slice(0, 5);
+  console.log("  slowest steps:");
+  for (const st of slow)
+    console.log(`    ${s(st.ms ?? 0).padStart(7)}  ${names[st.host ?? ""] ?? st.host}  ${st.name}`);
+
+  if (!keep) {
+    const d = await lab(["down"]);
+    console.log(`  teardown                ${s(d.ms).padStart(8)}`);
+  }
+  unlock();
+  return deploy.ms < TARGET_DEPLOY_MS && reapply.ms < TARGET_REAPPLY_MS ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(2);
+  },
+);

@@ -1,0 +1,248 @@
+/**
+ * LMTP deliveries per second with fsync: our `lmtp` service (bench/lmtp-server.ts,
+ * its own process, Maildir store with fsync) side by side with Debian's Dovecot
+ * LMTP (dovecot-lmtpd, started here on a loopback port with a temp config:
+ * static userdb, Maildir, mail_fsync = always). Same load generator for both:
+ * CONCURRENCY connections, each delivering messages of SIZE bytes to one
+ * recipient out of USERS, MESSAGES in all.
+ *
+ *   npx tsx bench/lmtp.ts            (env: CONCURRENCY MESSAGES USERS SIZE)
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 16);
+const MESSAGES = Number(process.env.MESSAGES ?? 3000);
+const USERS = Number(process.env.USERS ?? 50);
+const SIZE = Number(process.env.SIZE ?? 4096);
+
+function message(i: number): string {
+  const header = `From: bench@sender.example\r\nTo: someone@bench.example\r\nSubject: bench ${i}\r\nMessage-ID: <${i}.${Date.now()}@sender.example>\r\n\r\n`;
+  const line = `${"lorem ipsum dolor sit amet ".repeat(3).slice(0, 76)}\r\n`;
+  return header + line.repeat(Math.max(1, Math.ceil((SIZE - header.length) / line.length)));
+}
+
+/** A minimal LMTP client: one transaction at a time per connection. */
+class Client {
+  private buffer = "";
+  private waiting: ((line: string) => void) | null = null;
+  private lines: string[] = [];
+  private socket!: net.Socket;
+
+  async connect(port: number): Promise<void> {
+    this.socket = net.connect(port, "127.0.0.1");
+    this.socket.setNoDelay(true);
+    this.socket.on("data", (d) => {
+      this.buffer += d.toString("latin1");
+      let i = this.buffer.indexOf("\r\n");
+      while (i >= 0) {
+        const line = this.buffer.slice(0, i);
+        this.buffer = this.buffer.slice(i + 2);
+        if (this.waiting) {
+          const w = this.waiting;
+          this.waiting = null;
+          w(line);
+        } else this.lines.push(line);
+        i = this.buffer.indexOf("\r\n");
+      }
+    });
+    await this.reply();
+    this.socket.write("LHLO bench.client\r\n");
+    await this.reply();
+  }
+
+  private line(): Promise<string> {
+    const l = this.lines.shift();
+    if (l !== undefined) return Promise.resolve(l);
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  /** A whole (possibly multi-line) reply; returns the last line. */
+  private async reply(): Promise<string> {
+    for (;;) {
+      const l = await this.line();
+      if (l[3] !== "-") return l;
+    }
+  }
+
+  async deliver(rcpt: string, body: string): Promise<boolean> {
+    this.socket.write("MAIL FROM:<bench@sender.example>\r\n");
+    await this.reply();
+    this.socket.write(`RCPT TO:<${rcpt}>\r\n`);
+    const r = await this.reply();
+    if (!r.startsWith("250")) throw new Error(`RCPT refused: ${r}`);
+    this.socket.write("DATA\r\n");
+    await this.reply();
+    this.socket.write(`${body}.\r\n`);
+    const d = await this.reply();
+    return d.startsWith("250");
+  }
+
+  close(): void {
+    this.socket.end("QUIT\r\n");
+  }
+}
+
+async function load(port: number, users: (i: number) => string): Promise<{ perSecond: number; ok: number }> {
+  const bodies = Array.from({ length: 16 }, (_, i) => message(i));
+  let next = 0;
+  let ok = 0;
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      const c = new Client();
+      await c.connect(port);
+      for (;;) {
+        const i = next++;
+        if (i >= MESSAGES) break;
+        if (await c.deliver(users(i % USERS), bodies[i % bodies.length] as string)) ok++;
+      }
+      c.close();
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { perSecond: ok / seconds, ok };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && /\/(new|cur)$/.test(entry.parentPath)) n++;
+  }
+  return n;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || !child.pid) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+  if (child.exitCode === null) child.kill("SIGKILL");
+}
+
+async function ours(dir: string): Promise<{ perSecond: number; ok: number; stored: number }> {
+  const root = join(dir, "ours");
+  await mkdir(root);
+  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lmtp-server.ts"), root], {
+    stdio: ["ignore", "pipe", "inherit"],
+    // fsync runs on libuv's pool: its default 4 threads would cap parallel deliveries
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "64" },
+  });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        out += d.toString();
+        const m = /port (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once("exit", (code) => reject(new Error(`lmtp-server exited ${code}`)));
+    });
+    const r = await load(port, (u) => `user${u}@bench.example`);
+    return { ...r, stored: await countFiles(root) };
+  } finally {
+    await stopChild(child);
+  }
+}
+
+async function dovecot(dir: string): Promise<{ perSecond: number; ok: number; stored: number }> {
+  const base = join(dir, "dovecot");
+  for (const d of ["run", "state", "mail"]) await mkdir(join(base, d), { recursive: true });
+  await chmod(dir, 0o755);
+  await chmod(base, 0o755);
+  const passwd = await readFile("/etc/passwd", "utf8");
+  const f = (passwd.split("\n").find((l) => l.startsWith("dovecot:")) ?? "").split(":");
+  const uid = Number(f[2]);
+  const gid = Number(f[3]);
+  if (!uid) throw new Error("no dovecot user: install dovecot-lmtpd");
+  await chown(join(base, "mail"), uid, gid);
+  const port = await freePort();
+  const conf = `
+base_dir = ${base}/run
+state_dir = ${base}/state
+log_path = ${base}/dovecot.log
+instance_name = dovecot-bench-lmtp-${port}
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+default_internal_group = dovecot
+first_valid_uid = 1
+mail_privileged_group =
+mail_fsync = always
+mail_location = maildir:~/Maildir
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=${uid} gid=${gid} home=${base}/mail/%n
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${port}
+  }
+  unix_listener lmtp {
+    mode = 0600
+  }
+}
+`;
+  const confFile = join(base, "dovecot.conf");
+  await writeFile(confFile, conf);
+  const child = spawn("/usr/sbin/dovecot", ["-F", "-c", confFile], { stdio: ["ignore", "ignore", "inherit"] });
+  try {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const up = await new Promise<boolean>((resolve) => {
+        const s = net.connect({ port, host: "127.0.0.1" }, () => {
+          s.once("data", (d) => {
+            s.destroy();
+            resolve(d.toString().startsWith("220"));
+          });
+        });
+        s.on("error", () => resolve(false));
+      });
+      if (up) break;
+      if (child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`dovecot did not start: ${await readFile(join(base, "dovecot.log"), "utf8").catch(() => "")}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const r = await load(port, (u) => `user${u}@bench.example`);
+    return { ...r, stored: await countFiles(join(base, "mail")) };
+  } finally {
+    await stopChild(child);
+  }
+}
+
+const dir = await mkdtemp(join(tmpdir(), "bench-lmtp-"));
+try {
+  console.log(`LMTP deliveries, fsync on: ${MESSAGES} messages of ~${SIZE} bytes, ${USERS} users, ${CONCURRENCY} connections`);
+  const a = await ours(dir);
+  console.log(`mailinfra lmtp : ${a.perSecond.toFixed(1)} deliveries/s (${a.ok} acknowledged, ${a.stored} files stored)`);
+  const b = await dovecot(dir);
+  console.log(`dovecot lmtp   : ${b.perSecond.toFixed(1)} deliveries/s (${b.ok} acknowledged, ${b.stored} files stored)`);
+  console.log(`ratio mailinfra/dovecot: ${(a.perSecond / b.perSecond).toFixed(2)}`);
+  if (a.stored !== a.ok || b.stored !== b.ok) console.log("WARNING: stored file count differs from acknowledgements");
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

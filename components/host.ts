@@ -1,0 +1,137 @@
+/**
+ * `Host`: one server reached over SSH. Waits for SSH, installs the Debian
+ * packages its roles need (only the missing ones, so hosts without a package
+ * mirror work when everything is present), checks Node.js, creates the
+ * services' user and directories, and copies the runtime bundle in.
+ */
+import { readFileSync } from "node:fs";
+import { remote } from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { Role } from "./config.js";
+import { type Connection, PUT_FUNCTION, STAGE_DIR, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
+
+/** Debian packages per role; `openssl` and `ca-certificates` everywhere (TLS). */
+export const ROLE_PACKAGES: Record<Role, readonly string[]> = {
+  mx: [],
+  relay: [],
+  store: ["xfsprogs", "heartbeat", "kmod", "psmisc", "iproute2"],
+  ldap: ["slapd", "ldap-utils"],
+  webmail: [],
+  test: ["postgresql"],
+};
+export const BASE_PACKAGES = ["openssl", "ca-certificates"] as const;
+
+/** The lowest Node.js major the runtime bundle runs on. */
+export const NODE_MAJOR = 20;
+
+export function packagesFor(roles: readonly Role[]): string[] {
+  return [...new Set([...BASE_PACKAGES, ...roles.flatMap((r) => ROLE_PACKAGES[r])])].sort();
+}
+
+export interface RuntimeUser {
+  name: string;
+  uid: number;
+}
+
+export interface HostArgs {
+  connection: pulumi.Input<Connection>;
+  roles: readonly Role[];
+  user: RuntimeUser;
+  /** Install prefix of the bundle. */
+  prefix: string;
+  nodePath: string;
+  /** The runtime bundle on this machine; omitted for hosts that run no runtime service. */
+  bundlePath?: string;
+}
+
+/** The base script: packages, Node.js, user, directories. Pure, so tests read it. */
+export function baseScript(args: Omit<HostArgs, "connection" | "bundlePath">, withRuntime: boolean): string {
+  const pkgs = packagesFor(args.roles);
+  const u = args.user;
+  return script(
+    "export DEBIAN_FRONTEND=noninteractive",
+    "fail() { echo \"mailinfra: $(uname -n): $*\" >&2; exit 1; }",
+    `missing=""`,
+    `for p in ${pkgs.join(" ")}; do`,
+    `  dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"`,
+    "done",
+    'if [ -n "$missing" ]; then',
+    '  echo "installing:$missing"',
+    "  apt-get update -q || fail 'apt-get update failed: no package mirror? install these packages by hand:'\"$missing\"",
+    "  apt-get install -y -q --no-install-recommends $missing",
+    "fi",
+    withRuntime &&
+      [
+        `node=${shq(args.nodePath)}`,
+        `[ -x "$node" ] || fail "Node.js >= ${NODE_MAJOR} is needed at $node (runtime.nodePath)"`,
+        `"$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= ${NODE_MAJOR} ? 0 : 1)' ||`,
+        `  fail "Node.js >= ${NODE_MAJOR} is needed at $node, found $("$node" --version)"`,
+      ].join("\n"),
+    `getent group ${u.name} >/dev/null || groupadd --system -g ${u.uid} ${u.name}`,
+    `id -u ${u.name} >/dev/null 2>&1 || useradd --system -u ${u.uid} -g ${u.name} -d /var/lib/${u.name} -s /usr/sbin/nologin ${u.name}`,
+    `[ "$(id -u ${u.name})" = ${u.uid} ] || fail "user ${u.name} has uid $(id -u ${u.name}), expected ${u.uid} (runtime.uid): the store pair must share it"`,
+    `install -d -m 0700 -o root -g root ${STAGE_DIR}`,
+    `install -d -m 0755 -o root -g root ${shq(args.prefix)}`,
+    `install -d -m 0750 -o root -g ${u.name} /etc/mailinfra /etc/mailinfra/maps`,
+    `install -d -m 0750 -o ${u.name} -g ${u.name} /etc/mailinfra/secrets /var/lib/${u.name} /var/spool/${u.name}`,
+    `echo "$(uname -n): base ready"`,
+  );
+}
+
+/** Installs the staged bundle into the prefix when it differs; marks a restart. */
+export function bundleInstallLines(prefix: string): string {
+  return [
+    PUT_FUNCTION,
+    `put ${STAGE_DIR}/mailinfra.mjs ${shq(`${prefix}/mailinfra.mjs`)} 0755 root:root`,
+    `if [ "$changed" = 1 ]; then touch ${STAGE_DIR}/restart-needed; echo "runtime bundle updated"; fi`,
+  ].join("\n");
+}
+
+export class Host extends pulumi.ComponentResource {
+  /** Ready for the other components: base done, bundle staged. */
+  readonly ready: pulumi.Resource[];
+  readonly base: remote.Command;
+  readonly bundle?: remote.CopyToRemote;
+  readonly bundleHash?: string;
+
+  constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailinfra:host:Host", name, {}, opts);
+    const withRuntime = args.bundlePath !== undefined;
+    this.base = new remote.Command(
+      `${name}-base`,
+      {
+        connection: args.connection,
+        create: baseScript(args, withRuntime),
+        // Packages and the user stay (other software may use them); what the deploy created goes.
+        delete: script(`rm -rf ${STAGE_DIR} ${shq(args.prefix)} /etc/mailinfra`),
+        triggers: [sha256(baseScript(args, withRuntime))],
+      },
+      { parent: this, customTimeouts: STEP_TIMEOUTS },
+    );
+    this.ready = [this.base];
+    if (args.bundlePath !== undefined) {
+      let bundle: Buffer;
+      try {
+        bundle = readFileSync(args.bundlePath);
+      } catch {
+        throw new pulumi.ResourceError(
+          `runtime bundle ${args.bundlePath} is missing: run \`npm run build\` first`,
+          this,
+        );
+      }
+      this.bundleHash = sha256(bundle);
+      this.bundle = new remote.CopyToRemote(
+        `${name}-bundle`,
+        {
+          connection: args.connection,
+          source: new pulumi.asset.FileAsset(args.bundlePath),
+          remotePath: `${STAGE_DIR}/mailinfra.mjs`,
+          triggers: [this.bundleHash],
+        },
+        { parent: this, dependsOn: [this.base], customTimeouts: STEP_TIMEOUTS },
+      );
+      this.ready.push(this.bundle);
+    }
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * `LdapDirectory`: OpenLDAP (Debian's slapd, run from a rendered slapd.conf) as
+ * one provider (syncprov) and its syncrepl replicas (refreshAndPersist): the
+ * mail schema, ACLs and indexes (in slapd.conf), then the base entries and
+ * service accounts on the provider, then the replicas, each of which must
+ * receive those entries before its step succeeds.
+ *
+ * Credentials: slapd.conf holds only the rootdn's {SSHA} hash on the provider
+ * and the replication password on replicas (mode 0600, owner openldap); the
+ * admin password for ldapadd is a 0600 file read with `-y`. Nothing secret is
+ * in a command line.
+ */
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { remote } from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  DEBIAN_SLAPD,
+  derivedSalt,
+  renderBaseLdif,
+  renderSlapdConf,
+  renderSlapdDefaults,
+  serviceDn,
+  sshaHash,
+} from "./render/index.js";
+import { templateUrl } from "./render/template.js";
+import { type Connection, PUT_FUNCTION, STAGE_DIR, STEP_TIMEOUTS, script, sha256, shq, stageFile } from "./remote.js";
+
+/** The mdb directory of the mail directory (not Debian's default database). */
+export const LDAP_DB_DIR = "/var/lib/ldap/mailinfra";
+export const REPLICATION_ACCOUNT = "replicator";
+/** How long a replica may take to receive the base entries. */
+export const REPLICA_SYNC_SECONDS = 60;
+
+/**
+ * A service account's bind password: HMAC-SHA256 of the account name under the
+ * ldapServicePassword master secret. Distinct per account, one secret to keep.
+ */
+export function servicePassword(master: string, account: string): string {
+  return createHmac("sha256", master).update(`mailinfra-ldap:${account}`).digest("base64url").slice(0, 32);
+}
+
+/**
+ * The ldapmodify LDIF that sets every account's userPassword of a base LDIF, so
+ * a changed secret reaches entries that already exist.
+ */
+export function passwordRefreshLdif(baseLdif: string): string {
+  const out: string[] = [];
+  for (const entry of baseLdif.split(/\n\s*\n/)) {
+    const dn = /^dn: (.+)$/m.exec(entry)?.[1];
+    const pw = /^userPassword: (.+)$/m.exec(entry)?.[1];
+    if (dn && pw) out.push(`dn: ${dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: ${pw}\n-\n`);
+  }
+  return out.join("\n");
+}
+
+export interface LdapNode {
+  name: string;
+  address: string;
+  connection: pulumi.Input<Connection>;
+  dependsOn: pulumi.Input<pulumi.Resource>[];
+}
+
+export interface LdapDirectoryArgs {
+  provider: LdapNode;
+  replicas: readonly LdapNode[];
+  suffix: string;
+  organization: string;
+  rootDn: string;
+  port: number;
+  adminPassword: pulumi.Input<string>;
+  replicationPassword: pulumi.Input<string>;
+  /** Master secret of the service accounts' passwords. */
+  servicePassword: pulumi.Input<string>;
+  /** Read-only service accounts (cn=<name>,ou=services,<suffix>). */
+  serviceAccounts: readonly string[];
+  /** Seed of the {SSHA} salts (stable hashes across runs). */
+  saltSeed: string;
+}
+
+/** Waits until slapd answers on ldapi:/// (any LDAP reply, even a refused bind). */
+const WAIT_SLAPD = [
+  "up=0",
+  "for i in $(seq 1 50); do",
+  "  rc=0; ldapsearch -x -H ldapi:/// -s base -b '' >/dev/null 2>&1 || rc=$?",
+  '  if [ "$rc" != 255 ]; then up=1; break; fi',
+  "  sleep 0.2",
+  "done",
+  '[ "$up" = 1 ] || { echo "mailinfra: slapd does not answer on ldapi:///" >&2; journalctl -u slapd -n 30 --no-pager >&2; exit 1; }',
+].join("\n");
+
+/** Installs schema, slapd.conf and /etc/default/slapd, validates, (re)starts slapd only on change. */
+export const CONFIGURE_SCRIPT = script(
+  PUT_FUNCTION,
+  `install -d -m 0700 -o openldap -g openldap ${LDAP_DB_DIR}`,
+  `put ${STAGE_DIR}/mailinfra.schema ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema 0644 root:root`,
+  `put ${STAGE_DIR}/slapd.conf ${DEBIAN_SLAPD.confPath} 0600 openldap:openldap`,
+  `put ${STAGE_DIR}/slapd.default /etc/default/slapd 0644 root:root`,
+  `slaptest -u -f ${DEBIAN_SLAPD.confPath} 2>&1 || { echo "mailinfra: slaptest rejected ${DEBIAN_SLAPD.confPath}" >&2; exit 1; }`,
+  "systemctl enable -q slapd 2>/dev/null || systemctl enable slapd",
+  'if [ "$changed" = 1 ] || ! systemctl is-active -q slapd; then',
+  "  systemctl restart slapd",
+  '  echo "slapd (re)started"',
+  "fi",
+  WAIT_SLAPD,
+);
+
+/**
+ * Adds the base entries and service accounts (existing entries are kept, only
+ * "Already exists" is tolerated), then sets the accounts' passwords. Skipped
+ * when the same LDIF was applied before.
+ */
+export function baseScript(rootDn: string): string {
+  return script(
+    "umask 077",
+    `cd ${STAGE_DIR}`,
+    "if cmp -s base.ldif base.ldif.applied && cmp -s passwords.ldif passwords.ldif.applied; then",
+    '  echo "base entries unchanged"; exit 0',
+    "fi",
+    `auth="-x -H ldapi:/// -D ${shq(rootDn)} -y ${STAGE_DIR}/ldap-admin.pw"`,
+    "rc=0; out=$(ldapadd $auth -c -f base.ldif 2>&1) || rc=$?",
+    "bad=$(printf '%s\\n' \"$out\" | grep -E '^ldap_|^ldapadd:' | grep -v 'Already exists (68)' || true)",
+    'if [ -n "$bad" ]; then echo "mailinfra: loading the base entries failed (ldapadd exit $rc):" >&2; printf \'%s\\n\' "$out" >&2; exit 1; fi',
+    "ldapmodify $auth -f passwords.ldif >/dev/null",
+    "cp base.ldif base.ldif.applied; cp passwords.ldif passwords.ldif.applied",
+    'echo "base entries loaded"',
+  );
+}
+
+/** After configuring a replica: wait until syncrepl has brought ou=services over. */
+export function replicaSyncScript(suffix: string): string {
+  return [
+    "synced=0",
+    `for i in $(seq 1 ${REPLICA_SYNC_SECONDS * 2}); do`,
+    `  if slapcat -f ${DEBIAN_SLAPD.confPath} -a ${shq("(ou=services)")} 2>/dev/null | grep -qi ${shq(`^dn: ou=services,${suffix}$`)}; then synced=1; break; fi`,
+    "  sleep 0.5",
+    "done",
+    `[ "$synced" = 1 ] || { echo "mailinfra: the replica has not received ou=services,${suffix} from the provider within ${REPLICA_SYNC_SECONDS} s" >&2; exit 1; }`,
+    'echo "replica in sync"',
+  ].join("\n");
+}
+
+export class LdapDirectory extends pulumi.ComponentResource {
+  /** Every step: services may bind once these are done. */
+  readonly ready: remote.Command[];
+  readonly providerConfigured: remote.Command;
+  readonly baseEntries: remote.Command;
+  readonly replicasConfigured: remote.Command[];
+  /** ldap://<address>:<port>/ per host name. */
+  readonly uris: Record<string, string>;
+
+  constructor(name: string, args: LdapDirectoryArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailinfra:ldap:LdapDirectory", name, {}, opts);
+    const uri = (n: LdapNode) => `ldap://${n.address}${args.port === 389 ? "" : `:${args.port}`}/`;
+    this.uris = Object.fromEntries([args.provider, ...args.replicas].map((n) => [n.name, uri(n)]));
+    const replicationDn = serviceDn(args.suffix, REPLICATION_ACCOUNT);
+    const serviceDns = args.serviceAccounts.map((a) => serviceDn(args.suffix, a));
+    const schema = readFileSync(templateUrl("ldap/mailinfra.schema"), "utf8");
+    const defaults = renderSlapdDefaults({ services: [`ldap://:${args.port}/`, "ldapi:///"] });
+    const common = {
+      suffix: args.suffix,
+      rootDn: args.rootDn,
+      serviceDns,
+      replicationDn,
+      directory: LDAP_DB_DIR,
+    };
+    if (args.replicas.length > 998) throw new pulumi.ResourceError("at most 998 replicas", this);
+
+    const configure = (node: LdapNode, slapdConf: pulumi.Input<string>, extra: string | undefined) => {
+      const n = `${name}-${node.name}`;
+      const o = { parent: this, dependsOn: node.dependsOn };
+      const files = [
+        stageFile(`${n}-schema`, node.connection, { name: "mailinfra.schema", content: schema }, o),
+        stageFile(`${n}-slapd-conf`, node.connection, { name: "slapd.conf", content: slapdConf }, o),
+        stageFile(`${n}-slapd-default`, node.connection, { name: "slapd.default", content: defaults }, o),
+      ];
+      const create = extra === undefined ? CONFIGURE_SCRIPT : `${CONFIGURE_SCRIPT}\n${extra}`;
+      return {
+        files,
+        step: (deps: pulumi.Resource[]) =>
+          new remote.Command(
+            `${n}-configure`,
+            {
+              connection: node.connection,
+              create,
+              delete: script(
+                "systemctl disable -q --now slapd 2>/dev/null || systemctl stop slapd || true",
+                `rm -f ${DEBIAN_SLAPD.confPath} ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema`,
+              ),
+              triggers: [...files.map((f) => f.triggers), sha256(create)],
+            },
+            { parent: this, dependsOn: [...files, ...deps], customTimeouts: STEP_TIMEOUTS },
+          ),
+      };
+    };
+
+    // Provider: slapd.conf holds the rootdn's hash only.
+    const providerConf = pulumi
+      .output(args.adminPassword)
+      .apply((pw) =>
+        renderSlapdConf({
+          ...common,
+          role: "provider",
+          rootPasswordHash: sshaHash(pw, derivedSalt(args.saltSeed, args.rootDn)),
+        }),
+      );
+    const p = configure(args.provider, pulumi.secret(providerConf), undefined);
+    this.providerConfigured = p.step([]);
+
+    const baseLdif = pulumi
+      .all([args.servicePassword, args.replicationPassword])
+      .apply(([master, repl]) =>
+        renderBaseLdif({
+          suffix: args.suffix,
+          organization: args.organization,
+          services: args.serviceAccounts.map((a) => ({ name: a, password: servicePassword(master, a) })),
+          replication: { name: REPLICATION_ACCOUNT, password: repl },
+          saltSeed: args.saltSeed,
+        }),
+      );
+    const pn = `${name}-${args.provider.name}`;
+    const po = { parent: this, dependsOn: [this.providerConfigured] };
+    const baseFiles = [
+      stageFile(`${pn}-admin-pw`, args.provider.connection, { name: "ldap-admin.pw", content: pulumi.secret(args.adminPassword) }, po),
+      stageFile(`${pn}-base-ldif`, args.provider.connection, { name: "base.ldif", content: pulumi.secret(baseLdif) }, po),
+      stageFile(
+        `${pn}-passwords-ldif`,
+        args.provider.connection,
+        { name: "passwords.ldif", content: pulumi.secret(baseLdif.apply(passwordRefreshLdif)) },
+        po,
+      ),
+    ];
+    const base = baseScript(args.rootDn);
+    this.baseEntries = new remote.Command(
+      `${pn}-base`,
+      {
+        connection: args.provider.connection,
+        create: base,
+        // The entries stay with the database; only the deploy's copies go.
+        delete: script(`rm -f ${STAGE_DIR}/base.ldif* ${STAGE_DIR}/passwords.ldif* ${STAGE_DIR}/ldap-admin.pw`),
+        triggers: [...baseFiles.map((f) => f.triggers), sha256(base)],
+      },
+      { parent: this, dependsOn: baseFiles, customTimeouts: STEP_TIMEOUTS },
+    );
+
+    // Replicas: after the provider holds the replication account.
+    const providerUri = uri(args.provider);
+    this.replicasConfigured = args.replicas.map((node, i) => {
+      const conf = pulumi.output(args.replicationPassword).apply((pw) =>
+        renderSlapdConf({ ...common, role: "replica", rid: i + 1, providerUri, replicationPassword: pw }),
+      );
+      return configure(node, pulumi.secret(conf), replicaSyncScript(args.suffix)).step([this.baseEntries]);
+    });
+    this.ready = [this.providerConfigured, this.baseEntries, ...this.replicasConfigured];
+    this.registerOutputs({ uris: this.uris });
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * What every component shares about running steps on a host: the SSH
+ * connection (typed once), the staging directory, content hashes, shell quoting
+ * and the `put` shell function that installs a staged file only when it differs.
+ *
+ * Rendered files travel with `remote.CopyToRemote` into STAGE_DIR (mode 0700,
+ * root only, so a secret file is never readable there whatever SFTP's mode);
+ * one `remote.Command` per component then installs them with explicit modes and
+ * owners, and restarts what changed. Steps compare content on the host, so a
+ * re-run with the same inputs changes nothing and restarts nothing.
+ */
+import { createHash } from "node:crypto";
+import { remote, type types } from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+
+export type Connection = types.input.remote.ConnectionArgs;
+
+/** Root-only directory where files are staged before they are installed. */
+export const STAGE_DIR = "/var/lib/mailinfra-deploy";
+
+/** Marker: something the running services use changed (TLS, bundle); MailRuntime restarts them. */
+export const RESTART_MARKER = `${STAGE_DIR}/restart-needed`;
+
+/** Every step waits this long for SSH (first boot, reboots). */
+export const SSH_WAIT = { dialErrorLimit: 30, perDialTimeout: 15 } as const;
+export const STEP_TIMEOUTS = { create: "15m", update: "15m", delete: "10m" };
+
+export function sha256(text: string | Buffer): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+/** sha256 of a value that may be a secret; the hash is no secret, but Pulumi keeps it marked. */
+export function hashOf(value: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.output(value).apply((v) => sha256(v));
+}
+
+/** Single-quoted for POSIX sh. */
+export function shq(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * `put SRC DST MODE OWNER:GROUP`: installs SRC as DST (atomically, parents
+ * created) when the content differs and sets `changed=1`; always enforces the
+ * mode and owner. `changed` starts at 0.
+ */
+export const PUT_FUNCTION = [
+  "changed=0",
+  "put() {",
+  '  if ! cmp -s "$1" "$2"; then',
+  '    install -D -m "$3" -o "${4%%:*}" -g "${4##*:}" "$1" "$2.mailinfra-new"',
+  '    mv -f "$2.mailinfra-new" "$2"',
+  "    changed=1",
+  "  fi",
+  '  chmod "$3" "$2"',
+  '  chown "$4" "$2"',
+  "}",
+].join("\n");
+
+/** A script: `set -eu`, then the lines. */
+export function script(...lines: (string | false | undefined)[]): string {
+  return ["set -eu", ...lines.filter((l): l is string => typeof l === "string")].join("\n");
+}
+
+export interface StagedFile {
+  /** File name inside STAGE_DIR. */
+  name: string;
+  content: pulumi.Input<string>;
+}
+
+/**
+ * Copies `file` into STAGE_DIR; re-copied when its content hash changes.
+ * A secret content stays secret (the asset is an Output of it).
+ */
+export function stageFile(
+  resourceName: string,
+  connection: pulumi.Input<Connection>,
+  file: StagedFile,
+  opts: pulumi.CustomResourceOptions,
+): remote.CopyToRemote {
+  const content = pulumi.output(file.content);
+  return new remote.CopyToRemote(
+    resourceName,
+    {
+      connection,
+      source: content.apply((text) => new pulumi.asset.StringAsset(text)),
+      remotePath: `${STAGE_DIR}/${file.name}`,
+      triggers: [content.apply((text) => sha256(text))],
+    },
+    { customTimeouts: STEP_TIMEOUTS, ...opts },
+  );
+}
+
+/** The SSH connection to a host: its address, port, user and private key (secret). */
+export function connectionFor(
+  host: { address: string; ssh: { user: string; port: number; hostKey?: string | undefined } },
+  privateKey: pulumi.Input<string>,
+): Connection {
+  const c: Connection = {
+    host: host.address,
+    port: host.ssh.port,
+    user: host.ssh.user,
+    privateKey: pulumi.secret(privateKey),
+    ...SSH_WAIT,
+  };
+  if (host.ssh.hostKey !== undefined) c.hostKey = host.ssh.hostKey;
+  return c;
+}

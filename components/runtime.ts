@@ -1,0 +1,142 @@
+/**
+ * `MailRuntime`: the runtime on one host: `/etc/mailinfra/runtime.yaml` for its
+ * roles, the secret files it names (0600, owned by the services' user), filter
+ * maps, one systemd unit per service, and the bundle from the staging area.
+ *
+ * The install step checks the staged runtime.yaml with the bundle's own
+ * `config check`, installs only what differs, and restarts a service only when
+ * something it uses changed (config, units, bundle, certificate); otherwise it
+ * only starts services that are not running. Services Heartbeat owns (the
+ * store's, with HA) are never enabled at boot nor started here: a change
+ * restarts them only where they run (`try-restart`).
+ */
+import { remote } from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { bundleInstallLines } from "./host.js";
+import { type RuntimeService, unitName } from "./render/index.js";
+import {
+  type Connection,
+  PUT_FUNCTION,
+  RESTART_MARKER,
+  STAGE_DIR,
+  STEP_TIMEOUTS,
+  script,
+  sha256,
+  shq,
+  stageFile,
+} from "./remote.js";
+import { QUEUE_DIR, RUNTIME_CONFIG_PATH } from "./runtime-values.js";
+
+export interface RuntimeUnit {
+  service: RuntimeService;
+  text: string;
+  /** Started by Heartbeat on the active node, not here. */
+  heartbeatManaged: boolean;
+}
+
+/** A file installed under /etc/mailinfra. */
+export interface RuntimeFile {
+  /** Name in the staging area. */
+  stageName: string;
+  path: string;
+  mode: "0600" | "0640" | "0644";
+  content: pulumi.Input<string>;
+  /** The content is secret (owner = the services' user, mode 0600). */
+  secret: boolean;
+}
+
+export interface MailRuntimeArgs {
+  connection: pulumi.Input<Connection>;
+  runtimeYaml: string;
+  files: readonly RuntimeFile[];
+  units: readonly RuntimeUnit[];
+  user: string;
+  prefix: string;
+  nodePath: string;
+  /** Hash of the staged bundle, and the TLS fingerprint: a change re-runs the install. */
+  bundleHash: string;
+  tlsFingerprint: pulumi.Input<string>;
+  dependsOn: pulumi.Input<pulumi.Resource>[];
+}
+
+/** Seconds a started service must stay up before the step calls it running. */
+export const SETTLE_SECONDS = 2;
+
+export function installScript(a: Omit<MailRuntimeArgs, "connection" | "dependsOn" | "bundleHash" | "tlsFingerprint">): string {
+  const u = a.user;
+  const own = (f: RuntimeFile) => (f.secret ? `${u}:${u}` : `root:${u}`);
+  const boot = a.units.filter((x) => !x.heartbeatManaged).map((x) => unitName(x.service));
+  const managed = a.units.filter((x) => x.heartbeatManaged).map((x) => unitName(x.service));
+  const node = shq(a.nodePath);
+  const bundle = shq(`${a.prefix}/mailinfra.mjs`);
+  return script(
+    bundleInstallLines(a.prefix),
+    // The runtime's own check of runtime.yaml, before anything is installed.
+    `${node} ${bundle} config check ${STAGE_DIR}/runtime.yaml >&2 || { echo "mailinfra: runtime.yaml rejected by the runtime" >&2; exit 1; }`,
+    `install -d -m 0750 -o ${u} -g ${u} ${QUEUE_DIR}`,
+    `put ${STAGE_DIR}/runtime.yaml ${RUNTIME_CONFIG_PATH} 0640 root:${u}`,
+    ...a.files.map((f) => `put ${STAGE_DIR}/${f.stageName} ${shq(f.path)} ${f.secret ? "0600" : f.mode} ${own(f)}`),
+    ...a.units.map((x) => `put ${STAGE_DIR}/unit-${x.service} /etc/systemd/system/${unitName(x.service)} 0644 root:root`),
+    `[ -e ${RESTART_MARKER} ] && changed=1`,
+    'if [ "$changed" = 1 ]; then systemctl daemon-reload; fi',
+    ...boot.map((unit) =>
+      [
+        `systemctl enable -q ${unit}`,
+        `if [ "$changed" = 1 ]; then systemctl restart ${unit}; echo "restarted ${unit}";`,
+        `elif ! systemctl is-active -q ${unit}; then systemctl start ${unit}; echo "started ${unit}"; fi`,
+      ].join("\n"),
+    ),
+    ...managed.map(
+      (unit) =>
+        `if [ "$changed" = 1 ] && systemctl is-active -q ${unit}; then systemctl restart ${unit}; echo "restarted ${unit} (active node)"; fi`,
+    ),
+    boot.length > 0 && `sleep ${SETTLE_SECONDS}`,
+    ...boot.map(
+      (unit) =>
+        `systemctl is-active -q ${unit} || { echo "mailinfra: ${unit} is not running:" >&2; journalctl -u ${unit} -n 30 --no-pager >&2; exit 1; }`,
+    ),
+    `rm -f ${RESTART_MARKER}`,
+  );
+}
+
+export class MailRuntime extends pulumi.ComponentResource {
+  readonly install: remote.Command;
+
+  constructor(name: string, args: MailRuntimeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailinfra:runtime:MailRuntime", name, {}, opts);
+    if (args.units.length === 0) throw new pulumi.ResourceError("a MailRuntime needs at least one service", this);
+    const o = { parent: this, dependsOn: args.dependsOn };
+    const staged = [
+      stageFile(`${name}-config`, args.connection, { name: "runtime.yaml", content: args.runtimeYaml }, o),
+      ...args.files.map((f) =>
+        stageFile(
+          `${name}-${f.stageName}`,
+          args.connection,
+          { name: f.stageName, content: f.secret ? pulumi.secret(f.content) : f.content },
+          o,
+        ),
+      ),
+      ...args.units.map((x) =>
+        stageFile(`${name}-unit-${x.service}`, args.connection, { name: `unit-${x.service}`, content: x.text }, o),
+      ),
+    ];
+    const create = installScript(args);
+    const units = args.units.map((x) => unitName(x.service)).join(" ");
+    this.install = new remote.Command(
+      `${name}-install`,
+      {
+        connection: args.connection,
+        create,
+        delete: script(
+          `systemctl disable -q --now ${units} || true`,
+          `rm -f ${args.units.map((x) => `/etc/systemd/system/${unitName(x.service)}`).join(" ")}`,
+          "systemctl daemon-reload",
+          `rm -f ${RUNTIME_CONFIG_PATH} ${args.files.map((f) => shq(f.path)).join(" ")}`,
+        ),
+        triggers: [...staged.map((s) => s.triggers), args.bundleHash, args.tlsFingerprint, sha256(create)],
+      },
+      { parent: this, dependsOn: [...staged, ...args.dependsOn], customTimeouts: STEP_TIMEOUTS },
+    );
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,30 @@
+/** CREATE (RFC 3501 §6.3.3), with CREATE-SPECIAL-USE's USE (…) (RFC 6154 §3). */
+import { bad, no } from "../errors.js";
+import { ArgumentError, nodeText } from "../wire/args.js";
+import { AUTHENTICATED, command } from "./types.js";
+
+export default command({
+  states: AUTHENTICATED,
+  parse(args) {
+    // a trailing delimiter only says the client plans children (RFC 3501 §6.3.3)
+    const mailbox = args.mailbox().replace(/\/+$/, "");
+    let specialUse: string | undefined;
+    if (args.remaining > 0) {
+      const params = args.list("CREATE parameters").items;
+      for (let i = 0; i < params.length; i += 2) {
+        if (nodeText(params[i]!).toUpperCase() !== "USE") throw new ArgumentError("unknown CREATE parameter");
+        const uses = params[i + 1];
+        if (!uses || uses.type !== "list" || uses.items.length !== 1) throw new ArgumentError("USE takes one special-use flag");
+        specialUse = nodeText(uses.items[0]!);
+      }
+    }
+    args.end();
+    return { mailbox, specialUse };
+  },
+  async handler(s, a) {
+    if (a.mailbox === "") throw bad("Empty mailbox name");
+    if (a.mailbox === "INBOX") throw no("INBOX always exists", "ALREADYEXISTS");
+    await s.user!.createMailbox(a.mailbox, a.specialUse ? { specialUse: a.specialUse } : undefined);
+    return undefined;
+  },
+});

@@ -1,0 +1,183 @@
+/**
+ * The IMAP listeners: plain (143, STARTTLS) and implicit TLS (993, RFC 8314),
+ * connection limits per client address and per account, auth-failure
+ * bookkeeping, and the sessions' shared dependencies.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+import type { Account, Directory } from "../directory/types.js";
+import type { TlsMaterial } from "../service.js";
+import type { MailStore, UserStore } from "../store/types.js";
+import type { ImapLimits } from "./limits.js";
+import { Session, type SessionServer } from "./session.js";
+
+export interface ImapServerOptions {
+  directory: Directory;
+  store: MailStore;
+  logger: Logger;
+  limits: ImapLimits;
+  tls?: TlsMaterial | undefined;
+  loginDisabledWithoutTls: boolean;
+  metrics?: Registry | undefined;
+}
+
+/** How long failed logins from an address are remembered. */
+export const AUTH_FAILURE_WINDOW_MS = 15 * 60_000;
+
+export function parseListen(address: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]*)):(\d{1,5})$/.exec(address);
+  if (!m) throw new Error(`invalid listen address ${address}`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port: Number(m[3]) };
+}
+
+function metric<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+export class ImapServer implements SessionServer {
+  readonly log: Logger;
+  readonly limits: ImapLimits;
+  readonly tls: tls.SecureContext | undefined;
+  readonly loginDisabledWithoutTls: boolean;
+  readonly metrics?: SessionServer["metrics"];
+  private readonly servers: net.Server[] = [];
+  private readonly sessions = new Set<Session>();
+  private readonly perIp = new Map<string, number>();
+  private readonly perUser = new Map<string, number>();
+  private readonly failures = new Map<string, { count: number; since: number }>();
+  private readonly gauge: Gauge | undefined;
+
+  constructor(private readonly options: ImapServerOptions) {
+    this.log = options.logger;
+    this.limits = options.limits;
+    this.loginDisabledWithoutTls = options.loginDisabledWithoutTls;
+    this.tls = options.tls ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert }) : undefined;
+    const reg = options.metrics;
+    if (reg) {
+      this.gauge = metric(
+        reg,
+        "mailinfra_imap_connections",
+        () => new Gauge({ name: "mailinfra_imap_connections", help: "Open IMAP connections", registers: [reg] }),
+      );
+      const commands = metric(
+        reg,
+        "mailinfra_imap_commands_total",
+        () =>
+          new Counter({
+            name: "mailinfra_imap_commands_total",
+            help: "IMAP commands by verb and result",
+            labelNames: ["command", "status"],
+            registers: [reg],
+          }),
+      );
+      this.metrics = { command: (name, status) => commands.inc({ command: name, status }) };
+    }
+  }
+
+  /** Starts a listener; resolves to the bound "host:port". */
+  async listen(address: string, implicitTls: boolean): Promise<string> {
+    const { host, port } = parseListen(address);
+    if (implicitTls && !this.tls) throw new Error("imap.tlsListen needs the tls section (certificate and key)");
+    const server = implicitTls
+      ? tls.createServer({ secureContext: this.tls! }, (socket) => this.accept(socket, true))
+      : net.createServer((socket) => this.accept(socket, false));
+    server.on("tlsClientError", (err) => this.log.debug({ err: err.message }, "TLS handshake failed"));
+    server.maxConnections = 1_000_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host, port, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.servers.push(server);
+    const a = server.address() as net.AddressInfo;
+    return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  addresses(): string[] {
+    return this.servers.map((s) => {
+      const a = s.address() as net.AddressInfo;
+      return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    });
+  }
+
+  private accept(socket: net.Socket, secure: boolean): void {
+    const ip = socket.remoteAddress ?? "unknown";
+    const count = (this.perIp.get(ip) ?? 0) + 1;
+    socket.on("error", () => undefined);
+    if (count > this.limits.maxConnectionsPerIp) {
+      this.log.info({ remote: ip, count }, "too many connections from address");
+      socket.end("* BYE [UNAVAILABLE] Too many connections from your address\r\n");
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return;
+    }
+    this.perIp.set(ip, count);
+    socket.once("close", () => {
+      const n = (this.perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(ip);
+      else this.perIp.set(ip, n);
+    });
+    const session = new Session(socket, this, ip, secure);
+    this.sessions.add(session);
+    this.gauge?.inc();
+    session.start();
+  }
+
+  authenticate(login: string, password: string): Promise<Account | null> {
+    return this.options.directory.authenticate(login, password);
+  }
+
+  openStore(account: Account): Promise<UserStore> {
+    return this.options.store.open(
+      account.uid,
+      account.quotaBytes !== undefined ? { quotaBytes: account.quotaBytes } : undefined,
+    );
+  }
+
+  claimUser(uid: string): boolean {
+    const n = this.perUser.get(uid) ?? 0;
+    if (n >= this.limits.maxConnectionsPerUser) return false;
+    this.perUser.set(uid, n + 1);
+    return true;
+  }
+
+  releaseUser(uid: string): void {
+    const n = (this.perUser.get(uid) ?? 1) - 1;
+    if (n <= 0) this.perUser.delete(uid);
+    else this.perUser.set(uid, n);
+  }
+
+  authFailures(ip: string, add: boolean): number {
+    const now = Date.now();
+    let f = this.failures.get(ip);
+    if (f && now - f.since > AUTH_FAILURE_WINDOW_MS) f = undefined;
+    if (add) {
+      f = f ? { count: f.count + 1, since: f.since } : { count: 1, since: now };
+      this.failures.set(ip, f);
+      if (this.failures.size > 100_000) this.failures.clear();
+    }
+    return f?.count ?? 0;
+  }
+
+  closed(session: Session): void {
+    if (this.sessions.delete(session)) this.gauge?.dec();
+  }
+
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting, says BYE to every session, waits up to timeoutMs, then cuts the rest. */
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all(
+      this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    ).catch(() => undefined);
+    for (const s of this.sessions) s.drain();
+    const deadline = Date.now() + timeoutMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    for (const s of this.sessions) s.destroy();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The MailStore over a Maildir++ tree: `<root>/<uid>/` per account. Mailbox
+ * objects (cached index, mutex, watchers) are shared by every session of this
+ * process on the same directory and dropped when nobody uses them.
+ */
+import { readdir, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { isErrno } from "./fsutil.js";
+import { Mailbox } from "./mailbox.js";
+import { checkUser } from "./names.js";
+import type { MailStore, UserStore } from "./types.js";
+import { MaildirUserStore, makeMaildir, newUidValidity } from "./user-store.js";
+
+export interface MaildirStoreOptions {
+  /** The store's mount (the SAN volume). */
+  root: string;
+  /** fsync messages, indexes and directories before acknowledging. Defaults to true. */
+  fsync?: boolean;
+  /** Quota when the directory has none for the account. */
+  defaultQuotaBytes: number;
+}
+
+/** tmp/ files older than this are leftovers of crashed writers (Maildir spec: 36 hours). */
+export const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
+
+async function cleanTmp(path: string): Promise<void> {
+  const dir = join(path, "tmp");
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  const cutoff = Date.now() - TMP_MAX_AGE_MS;
+  for (const name of names) {
+    const file = join(dir, name);
+    const st = await stat(file).catch(() => null);
+    if (st && st.mtimeMs < cutoff && st.ctimeMs < cutoff) await unlink(file).catch(() => undefined);
+  }
+}
+
+export function createMaildirStore(options: MaildirStoreOptions): MailStore {
+  const fsync = options.fsync ?? true;
+  const mailboxes = new Map<string, Mailbox>();
+
+  const acquire = (path: string): Mailbox => {
+    let mailbox = mailboxes.get(path);
+    if (!mailbox) {
+      mailbox = new Mailbox(path, { fsync, newUidValidity });
+      mailboxes.set(path, mailbox);
+    }
+    mailbox.refs += 1;
+    return mailbox;
+  };
+  const release = (mailbox: Mailbox): void => {
+    mailbox.refs -= 1;
+    // Let in-flight work settle before dropping the cache.
+    setImmediate(() => {
+      if (mailbox.idle && mailboxes.get(mailbox.path) === mailbox) {
+        mailbox.close();
+        mailboxes.delete(mailbox.path);
+      }
+    });
+  };
+
+  return {
+    async open(user: string, openOptions?: { quotaBytes?: number }): Promise<UserStore> {
+      const root = join(options.root, checkUser(user));
+      try {
+        await stat(join(root, "cur"));
+      } catch (err) {
+        if (!isErrno(err, "ENOENT")) throw err;
+        await makeMaildir(root, false);
+      }
+      void cleanTmp(root);
+      return new MaildirUserStore(user, root, {
+        fsync,
+        quotaBytes: openOptions?.quotaBytes ?? options.defaultQuotaBytes,
+        acquire,
+        release,
+      });
+    },
+    async close(): Promise<void> {
+      for (const mailbox of mailboxes.values()) mailbox.close();
+      mailboxes.clear();
+    },
+  };
+}

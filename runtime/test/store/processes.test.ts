@@ -1,0 +1,109 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMaildirStore } from "../../src/store/index.js";
+
+const CHILD = join(import.meta.dirname, "append-child.ts");
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "store-proc-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function child(args: string[]): { proc: ChildProcess; lines: string[]; done: Promise<number | null> } {
+  const proc = spawn(process.execPath, ["--import", "tsx", CHILD, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: string[] = [];
+  let buf = "";
+  let err = "";
+  proc.stdout?.on("data", (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split("\n");
+    buf = parts.pop() ?? "";
+    lines.push(...parts);
+  });
+  proc.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const done = new Promise<number | null>((resolve) =>
+    proc.on("exit", (code) => {
+      if (code) console.error(err);
+      resolve(code);
+    }),
+  );
+  return { proc, lines, done };
+}
+
+describe("maildir store across processes", () => {
+  it("gives unique, increasing UIDs to concurrent appends from several processes", async () => {
+    const kids = [0, 1, 2].map((i) => child([dir, "shared", "25", "200", `p${i}`]));
+    expect(await Promise.all(kids.map((k) => k.done))).toEqual([0, 0, 0]);
+    const all: number[] = [];
+    for (const k of kids) {
+      const uids = k.lines.map((l) => Number(l.split(" ")[1]));
+      expect(uids).toHaveLength(25);
+      // each process sees its own UIDs increase
+      expect([...uids].sort((a, b) => a - b)).toEqual(uids);
+      all.push(...uids);
+    }
+    expect(new Set(all).size).toBe(75);
+    const store = createMaildirStore({ root: dir, defaultQuotaBytes: 1e9 });
+    const s = await (await store.open("shared")).openMailbox("INBOX");
+    expect(s.messages().map((m) => m.uid)).toEqual([...all].sort((a, b) => a - b));
+    // every UID maps to the message its appender was told about
+    for (const k of kids) {
+      for (const line of k.lines.slice(0, 5)) {
+        const [, uid, subject] = line.split(" ");
+        expect((await s.read(Number(uid))).toString()).toContain(`Subject: ${subject}\r\n`);
+      }
+    }
+    await s.close();
+    await store.close();
+  });
+
+  it("kill -9 mid-write leaves only whole messages in new/ and cur/ and a usable index", async () => {
+    const k = child([dir, "crash", "100000", "300000", "c"]);
+    // let it get going, then kill it at an arbitrary point
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        if (k.lines.length >= 8) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 5);
+    });
+    k.proc.kill("SIGKILL");
+    await k.done;
+    const acknowledged = k.lines.map((l) => l.split(" ")[2]);
+    const root = join(dir, "crash");
+    for (const sub of ["new", "cur"]) {
+      for (const name of await readdir(join(root, sub))) {
+        const text = await readFile(join(root, sub, name), "latin1");
+        const len = Number(/X-Len: (\d+)/.exec(text)?.[1]);
+        expect(text.length, name).toBe(text.indexOf("\r\n\r\n") + 4 + len);
+        expect(Number(/,S=(\d+)/.exec(name)?.[1])).toBe(text.length);
+      }
+    }
+    const store = createMaildirStore({ root: dir, defaultQuotaBytes: 1e12 });
+    const user = await store.open("crash");
+    const s = await user.openMailbox("INBOX");
+    const subjects = await Promise.all(
+      s.messages().map(async (m) => /Subject: (\S+)/.exec((await s.read(m.uid)).toString("latin1"))?.[1]),
+    );
+    // nothing acknowledged is lost; the index was not damaged (UIDs 1..n kept)
+    for (const subject of acknowledged) expect(subjects).toContain(subject);
+    expect(s.messages().map((m) => m.uid)).toEqual(s.messages().map((_, i) => i + 1));
+    const index = await readFile(join(root, "mailinfra-index"), "utf8");
+    expect(index.startsWith("mailinfra-index 1 ")).toBe(true);
+    // a lock left behind by the dead process is broken, the mailbox stays writable
+    await user.append("INBOX", Buffer.from("Subject: after\r\n\r\nok\r\n"));
+    await s.close();
+    await store.close();
+  });
+});
