@@ -139,7 +139,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
 async function ours(dir: string): Promise<{ perSecond: number; ok: number; stored: number }> {
   const root = join(dir, "ours");
   await mkdir(root);
-  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lmtp-server.ts"), root], {
+  const profile = process.env.CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...profile, "--import", "tsx", join(import.meta.dirname, "lmtp-server.ts"), root], {
     stdio: ["ignore", "pipe", "inherit"],
     // fsync runs on libuv's pool: its default 4 threads would cap parallel deliveries
     env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "64" },
@@ -236,6 +237,11 @@ service lmtp {
 
 const dir = await mkdtemp(join(tmpdir(), "bench-lmtp-"));
 try {
+  if (process.env.ONLY_OURS) {
+    const a = await ours(dir);
+    console.log(`mailinfra lmtp : ${a.perSecond.toFixed(1)} deliveries/s`);
+    process.exit(0);
+  }
   console.log(`LMTP deliveries, fsync on: ${MESSAGES} messages of ~${SIZE} bytes, ${USERS} users, ${CONCURRENCY} connections`);
   const a = await ours(dir);
   console.log(`mailinfra lmtp : ${a.perSecond.toFixed(1)} deliveries/s (${a.ok} acknowledged, ${a.stored} files stored)`);

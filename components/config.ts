@@ -23,7 +23,8 @@ export type Role = (typeof ROLES)[number];
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const DOMAIN = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
-const DN = /^[A-Za-z][A-Za-z0-9-]*=[^,=+"\\<>;\s][^,=+"\\<>;]*(,[A-Za-z][A-Za-z0-9-]*=[^,=+"\\<>;\s][^,=+"\\<>;]*)*$/;
+const DN =
+  /^[A-Za-z][A-Za-z0-9-]*=[^,=+"\\<>;\s][^,=+"\\<>;]*(,[A-Za-z][A-Za-z0-9-]*=[^,=+"\\<>;\s][^,=+"\\<>;]*)*$/;
 const ABS_PATH = /^\/[A-Za-z0-9_./@+-]*$/;
 const IFACE = /^[A-Za-z0-9_.:-]{1,15}$/;
 
@@ -45,7 +46,10 @@ const HostSchema = z.object({
   fqdn: z.string().regex(DOMAIN, "expected a fully qualified domain name").optional(),
   ssh: z
     .object({
-      user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a user name").default("root"),
+      user: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a user name")
+        .default("root"),
       port: port().default(22),
       /** Name of the secret config key holding this host's private key. */
       privateKeySecret: z
@@ -111,7 +115,9 @@ const HaSchema = z.object({
   serial: z
     .object({
       device: z.string().regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, "expected a /dev path"),
-      baud: z.union([z.literal(9600), z.literal(19200), z.literal(38400), z.literal(57600), z.literal(115200)]).optional(),
+      baud: z
+        .union([z.literal(9600), z.literal(19200), z.literal(38400), z.literal(57600), z.literal(115200)])
+        .optional(),
     })
     .optional(),
   keepalive: seconds().default(1),
@@ -126,7 +132,9 @@ const HaSchema = z.object({
 const Endpoint = z.object({ host: z.string().min(1), port: port().optional() });
 
 const FilteringSchema = z.object({
-  dnsbl: z.array(z.object({ zone: z.string().regex(DOMAIN, "expected a DNS zone"), weight: z.number().default(1) })).default([]),
+  dnsbl: z
+    .array(z.object({ zone: z.string().regex(DOMAIN, "expected a DNS zone"), weight: z.number().default(1) }))
+    .default([]),
   dnsblRejectScore: z.number().default(1),
   /** Postfix-style regexp map lines (header_checks), written to /etc/mailinfra/maps/. */
   headerChecks: z.array(z.string()).optional(),
@@ -144,7 +152,9 @@ const FilteringSchema = z.object({
 
 const SmtpSchema = z.object({
   /** Networks the relays accept mail from on port 25 without AUTH; defaults to the hosts' addresses. */
-  trustedNetworks: z.array(z.string().regex(/^[0-9.]+\/\d{1,2}$/, "expected a CIDR such as 198.51.100.0/24")).optional(),
+  trustedNetworks: z
+    .array(z.string().regex(/^[0-9.]+\/\d{1,2}$/, "expected a CIDR such as 198.51.100.0/24"))
+    .optional(),
   /** Look up clients' PTR names (off where there is no DNS, e.g. the lab). */
   reverseLookup: z.boolean().default(true),
 });
@@ -160,8 +170,14 @@ const StatsSchema = z.object({
       /** A local host (127.0.0.1/localhost) gets its PostgreSQL role and database created by the deploy. */
       host: z.string().min(1).default("127.0.0.1"),
       port: port().default(5432),
-      name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "expected a PostgreSQL identifier").default("mailstats"),
-      user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "expected a PostgreSQL identifier").default("mailstats"),
+      name: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, "expected a PostgreSQL identifier")
+        .default("mailstats"),
+      user: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,62}$/, "expected a PostgreSQL identifier")
+        .default("mailstats"),
     })
     .prefault({}),
 });
@@ -197,7 +213,9 @@ const TlsSchema = z.object({
 export const StackConfigSchema = z.object({
   hosts: z.array(HostSchema).min(1, "expected at least one host"),
   /** The mail domains this system receives for. */
-  domains: z.array(z.string().regex(DOMAIN, "expected a domain name")).min(1, "expected at least one mail domain"),
+  domains: z
+    .array(z.string().regex(DOMAIN, "expected a domain name"))
+    .min(1, "expected at least one mail domain"),
   dns: DnsSchema.prefault({}),
   ldap: LdapSchema,
   san: SanSchema,
@@ -214,12 +232,14 @@ export const CONFIG_KEYS = Object.keys(StackConfigSchema.shape) as (keyof StackS
 
 /** Secret keys: set with `pulumi config set --secret <key>`. */
 export const SECRET_KEYS = {
-  sshPrivateKey: "SSH private key (OpenSSH PEM) the deployer logs in with; hosts may name another key in ssh.privateKeySecret",
+  sshPrivateKey:
+    "SSH private key (OpenSSH PEM) the deployer logs in with; hosts may name another key in ssh.privateKeySecret",
   ldapAdminPassword: "password of the LDAP rootdn (ldap.adminDn); only its {SSHA} hash reaches the provider",
   ldapReplicationPassword: "password of the replication DN the replicas bind with",
   ldapServicePassword: "master secret: each service account's bind password is derived from it (HMAC-SHA256)",
   heartbeatAuthkey: "Heartbeat authkeys secret (16+ printable characters); required when ha.enabled",
-  statsDatabasePassword: "PostgreSQL password of the statistics database user; required with a `test` host and stats.enabled",
+  statsDatabasePassword:
+    "PostgreSQL password of the statistics database user; required with a `test` host and stats.enabled",
   tlsCertificate: "optional: PEM certificate chain for the services (with tlsPrivateKey)",
   tlsPrivateKey: "optional: PEM private key of tlsCertificate",
 } as const;
@@ -287,7 +307,7 @@ export function ipToInt(ip: string): number {
 
 export function sameSubnet(a: string, b: string, prefix: number): boolean {
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return ((ipToInt(a) & mask) >>> 0) === ((ipToInt(b) & mask) >>> 0);
+  return (ipToInt(a) & mask) >>> 0 === (ipToInt(b) & mask) >>> 0;
 }
 
 const hasRole = (h: HostConfig, r: Role) => h.roles.includes(r);
@@ -319,21 +339,31 @@ export function checkRules(cfg: StackSettings, stack: string, presentSecrets: Re
     if (!p) at(["ldap", "provider"], `no host is named ${cfg.ldap.provider}`);
     else if (!hasRole(p, "ldap")) at(["ldap", "provider"], `${p.name} does not have the ldap role`);
   }
-  if (cfg.ldap.adminDn !== undefined && !cfg.ldap.adminDn.toLowerCase().endsWith(`,${cfg.ldap.baseDn.toLowerCase()}`))
+  if (
+    cfg.ldap.adminDn !== undefined &&
+    !cfg.ldap.adminDn.toLowerCase().endsWith(`,${cfg.ldap.baseDn.toLowerCase()}`)
+  )
     at(["ldap", "adminDn"], `expected a DN under ${cfg.ldap.baseDn}`);
   if (!/^(dc|o)=/i.test(cfg.ldap.baseDn)) at(["ldap", "baseDn"], "expected the first RDN to be dc= or o=");
 
   const stores = withRole("store");
   if (cfg.ha.enabled) {
     if (stores.length !== 2)
-      at(["hosts"], `expected exactly two hosts with role store when ha.enabled is true, found ${stores.length}`);
-    if (cfg.ha.vip === undefined) at(["ha", "vip"], "required when ha.enabled is true (expected an IPv4 address)");
+      at(
+        ["hosts"],
+        `expected exactly two hosts with role store when ha.enabled is true, found ${stores.length}`,
+      );
+    if (cfg.ha.vip === undefined)
+      at(["ha", "vip"], "required when ha.enabled is true (expected an IPv4 address)");
     else {
       if (addresses.has(cfg.ha.vip))
         at(["ha", "vip"], `${cfg.ha.vip} is already the address of hosts[${addresses.get(cfg.ha.vip)}]`);
       for (const s of stores)
         if (!sameSubnet(cfg.ha.vip, s.address, cfg.ha.prefix))
-          at(["ha", "vip"], `${cfg.ha.vip}/${cfg.ha.prefix} is not in the subnet of ${s.name} (${s.address})`);
+          at(
+            ["ha", "vip"],
+            `${cfg.ha.vip}/${cfg.ha.prefix} is not in the subnet of ${s.name} (${s.address})`,
+          );
     }
     if (cfg.ha.preferredNode !== undefined && !stores.some((s) => s.name === cfg.ha.preferredNode))
       at(["ha", "preferredNode"], `${cfg.ha.preferredNode} is not a store host`);
@@ -341,13 +371,20 @@ export function checkRules(cfg: StackSettings, stack: string, presentSecrets: Re
     if (cfg.ha.deadtime <= cfg.ha.warntime) at(["ha", "deadtime"], "must be longer than warntime");
     if (cfg.ha.initdead < 2 * cfg.ha.deadtime) at(["ha", "initdead"], "must be at least twice deadtime");
     if (!presentSecrets.has("heartbeatAuthkey"))
-      at(["heartbeatAuthkey"], "required secret when ha.enabled is true (pulumi config set --secret heartbeatAuthkey)");
+      at(
+        ["heartbeatAuthkey"],
+        "required secret when ha.enabled is true (pulumi config set --secret heartbeatAuthkey)",
+      );
   } else if (stores.length !== 1) {
-    at(["hosts"], `expected exactly one host with role store when ha.enabled is false, found ${stores.length}`);
+    at(
+      ["hosts"],
+      `expected exactly one host with role store when ha.enabled is false, found ${stores.length}`,
+    );
   }
 
   if (stack === "prod") {
-    for (const r of ROLES) if (withRole(r).length === 0) at(["hosts"], `stack prod needs every role: no host has role ${r}`);
+    for (const r of ROLES)
+      if (withRole(r).length === 0) at(["hosts"], `stack prod needs every role: no host has role ${r}`);
   }
   for (const k of ["ldapAdminPassword", "ldapReplicationPassword", "ldapServicePassword"] as const)
     if (!presentSecrets.has(k)) at([k], `required secret (pulumi config set --secret ${k})`);
@@ -362,7 +399,8 @@ export function checkRules(cfg: StackSettings, stack: string, presentSecrets: Re
     at(["statsDatabasePassword"], "required secret with a test host and stats.enabled");
   const cert = presentSecrets.has("tlsCertificate");
   const key = presentSecrets.has("tlsPrivateKey");
-  if (cert !== key) at([cert ? "tlsPrivateKey" : "tlsCertificate"], "tlsCertificate and tlsPrivateKey go together");
+  if (cert !== key)
+    at([cert ? "tlsPrivateKey" : "tlsCertificate"], "tlsCertificate and tlsPrivateKey go together");
   const selfSigned = cfg.tls.selfSigned ?? stack !== "prod";
   if (!cert && !selfSigned)
     at(
@@ -381,7 +419,7 @@ export function parseStackSettings(
   stack: string,
   presentSecrets: ReadonlySet<string>,
 ): StackSettings {
-  const result = StackConfigSchema.safeParse(raw);
+  const result = StackConfigSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     throw new StackConfigError(result.error.issues.map((i) => `${keyPath(i.path)}: ${zodMessage(i)}`));
   }
@@ -431,12 +469,16 @@ function readRaw(cfg: pulumi.Config): Record<string, unknown> {
  * The stack config of the running program (`new pulumi.Config("mailinfra")`),
  * validated. Throws StackConfigError before any resource is registered.
  */
-export function loadStackConfig(cfg: pulumi.Config = new pulumi.Config(PROJECT), stack = pulumi.getStack()): StackConfig {
+export function loadStackConfig(
+  cfg: pulumi.Config = new pulumi.Config(PROJECT),
+  stack = pulumi.getStack(),
+): StackConfig {
   const raw = readRaw(cfg);
   const hostKeys = new Set<string>(["sshPrivateKey"]);
   const hosts = (raw.hosts as { ssh?: { privateKeySecret?: unknown } }[] | undefined) ?? [];
   if (Array.isArray(hosts))
-    for (const h of hosts) if (typeof h?.ssh?.privateKeySecret === "string") hostKeys.add(h.ssh.privateKeySecret);
+    for (const h of hosts)
+      if (typeof h?.ssh?.privateKeySecret === "string") hostKeys.add(h.ssh.privateKeySecret);
   const secretOutputs = new Map<string, pulumi.Output<string>>();
   for (const k of new Set<string>([...Object.keys(SECRET_KEYS), ...hostKeys])) {
     const v = cfg.getSecret(k);
@@ -466,6 +508,7 @@ export function requiredSecretKeys(settings: StackSettings): string[] {
   const keys = new Set<string>(["ldapAdminPassword", "ldapReplicationPassword", "ldapServicePassword"]);
   for (const h of settings.hosts) keys.add(h.ssh.privateKeySecret);
   if (settings.ha.enabled) keys.add("heartbeatAuthkey");
-  if (settings.stats.enabled && settings.hosts.some((h) => hasRole(h, "test"))) keys.add("statsDatabasePassword");
+  if (settings.stats.enabled && settings.hosts.some((h) => hasRole(h, "test")))
+    keys.add("statsDatabasePassword");
   return [...keys];
 }

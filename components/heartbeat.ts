@@ -7,7 +7,15 @@
  */
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, PUT_FUNCTION, STAGE_DIR, STEP_TIMEOUTS, script, sha256, stageFile } from "./remote.js";
+import {
+  type Connection,
+  PUT_FUNCTION,
+  STAGE_DIR,
+  STEP_TIMEOUTS,
+  script,
+  sha256,
+  stageFile,
+} from "./remote.js";
 
 export interface HeartbeatNode {
   name: string;

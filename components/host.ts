@@ -50,7 +50,7 @@ export function baseScript(args: Omit<HostArgs, "connection" | "bundlePath">, wi
   const u = args.user;
   return script(
     "export DEBIAN_FRONTEND=noninteractive",
-    "fail() { echo \"mailinfra: $(uname -n): $*\" >&2; exit 1; }",
+    'fail() { echo "mailinfra: $(uname -n): $*" >&2; exit 1; }',
     `missing=""`,
     `for p in ${pkgs.join(" ")}; do`,
     `  dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"`,

@@ -11,10 +11,11 @@
  *   store before MX, relays, webmail and statistics.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { HostConfig, StackConfig } from "./config.js";
+import type { HostConfig, Role, StackConfig } from "./config.js";
 import { HeartbeatPair } from "./heartbeat.js";
 import { Host } from "./host.js";
 import { LdapDirectory, servicePassword } from "./ldap.js";
+import { type Connection, connectionFor } from "./remote.js";
 import {
   type HeartbeatService,
   renderAuthkeys,
@@ -26,7 +27,6 @@ import {
   renderSystemdUnit,
   serviceDn,
 } from "./render/index.js";
-import { type Connection, connectionFor } from "./remote.js";
 import { MailRuntime, type RuntimeFile } from "./runtime.js";
 import {
   filterMaps,
@@ -47,6 +47,10 @@ import {
 import { SanVolume } from "./san.js";
 import { StatsDatabase, statsDatabaseUrl } from "./stats.js";
 import { Tls } from "./tls.js";
+
+function hostsWith(cfg: StackConfig, role: Role): HostConfig[] {
+  return cfg.hosts.filter((h) => h.roles.includes(role));
+}
 
 export interface MailInfrastructureArgs {
   config: StackConfig;
@@ -70,26 +74,28 @@ export interface Endpoints {
 
 /** The endpoints ops and users reach (pure: tests and outputs share it). */
 export function endpointsOf(cfg: StackConfig, ldapUris: readonly string[]): Endpoints {
-  const withRole = (r: string) => cfg.hosts.filter((h) => h.roles.includes(r as never));
   const s = cfg.storeAddress;
   return {
-    mx: withRole("mx").map((h) => `${h.address}:${PORTS.smtp}`),
-    submission: withRole("relay").map((h) => `${h.address}:${PORTS.submission}`),
+    mx: hostsWith(cfg, "mx").map((h) => `${h.address}:${PORTS.smtp}`),
+    submission: hostsWith(cfg, "relay").map((h) => `${h.address}:${PORTS.submission}`),
     imap: `${s}:${PORTS.imap}`,
     imaps: `${s}:${PORTS.imaps}`,
     pop3: `${s}:${PORTS.pop3}`,
     pop3s: `${s}:${PORTS.pop3s}`,
     managesieve: `${s}:${PORTS.managesieve}`,
     lmtp: `${s}:${PORTS.lmtp}`,
-    webmail: withRole("webmail").map((h) => `http://${h.address}${cfg.webmail.port === 80 ? "" : `:${cfg.webmail.port}`}/`),
+    webmail: hostsWith(cfg, "webmail").map(
+      (h) => `http://${h.address}${cfg.webmail.port === 80 ? "" : `:${cfg.webmail.port}`}/`,
+    ),
     ldap: [...ldapUris],
-    stats: cfg.statsEnabled ? withRole("test").map((h) => `http://${h.address}:${cfg.stats.port}/`) : [],
+    stats: cfg.statsEnabled
+      ? hostsWith(cfg, "test").map((h) => `http://${h.address}:${cfg.stats.port}/`)
+      : [],
   };
 }
 
 /** The DNS records to publish (zone fragment). */
 export function dnsZoneOf(cfg: StackConfig): string {
-  const withRole = (r: string) => cfg.hosts.filter((h) => h.roles.includes(r as never));
   const rel = (h: HostConfig) => {
     const f = fqdnOf(cfg, h);
     return f.endsWith(`.${cfg.zone}`) ? f.slice(0, -cfg.zone.length - 1) : `${f}.`;
@@ -97,10 +103,10 @@ export function dnsZoneOf(cfg: StackConfig): string {
   return renderDnsZone({
     zone: cfg.zone,
     mailDomains: cfg.domains,
-    mx: withRole("mx").map((h) => ({ name: rel(h), address: h.address })),
-    relays: withRole("relay").map((h) => h.address),
+    mx: hostsWith(cfg, "mx").map((h) => ({ name: rel(h), address: h.address })),
+    relays: hostsWith(cfg, "relay").map((h) => h.address),
     storeVip: cfg.storeAddress,
-    webmail: withRole("webmail").map((h) => h.address),
+    webmail: hostsWith(cfg, "webmail").map((h) => h.address),
     names: SERVICE_NAMES,
     ttl: cfg.dns.ttl,
   });
@@ -217,7 +223,13 @@ export class MailInfrastructure extends pulumi.ComponentResource {
       ];
       if (services.includes("smtp") && h.roles.includes("mx"))
         for (const [file, text] of Object.entries(filterMaps(cfg)))
-          files.push({ stageName: `map-${file}`, path: `${MAPS_DIR}/${file}`, mode: "0640", secret: false, content: text });
+          files.push({
+            stageName: `map-${file}`,
+            path: `${MAPS_DIR}/${file}`,
+            mode: "0640",
+            secret: false,
+            content: text,
+          });
       const deps: pulumi.Input<pulumi.Resource>[] = [...host(h).ready, tls, ...ldap.ready, ...after];
       if (services.includes("stats") && cfg.secrets.statsDatabasePassword) {
         const db = cfg.stats.database;
@@ -233,7 +245,14 @@ export class MailInfrastructure extends pulumi.ComponentResource {
           deps.push(
             new StatsDatabase(
               `${h.name}-statsdb`,
-              { connection: conn[h.name]!, name: db.name, user: db.user, port: db.port, password: pw, dependsOn: host(h).ready },
+              {
+                connection: conn[h.name]!,
+                name: db.name,
+                user: db.user,
+                port: db.port,
+                password: pw,
+                dependsOn: host(h).ready,
+              },
               o,
             ),
           );
@@ -269,13 +288,19 @@ export class MailInfrastructure extends pulumi.ComponentResource {
     if (cfg.ha.enabled) {
       const [a, b] = storesInOrder as [HostConfig, HostConfig];
       const nodes = [a.name, b.name];
-      const storeServices = servicesOf(cfg, a).filter((x) => heartbeatManaged(cfg, a, x)) as HeartbeatService[];
+      const storeServices = servicesOf(cfg, a).filter((x) =>
+        heartbeatManaged(cfg, a, x),
+      ) as HeartbeatService[];
       const ucast = cfg.ha.ucast ?? cfg.stores.map((x) => ({ interface: cfg.ha.interface, peer: x.address }));
       const haCf = renderHaCf({
         nodes,
         ucast,
         ...(cfg.ha.serial
-          ? { serial: cfg.ha.serial.baud ? { device: cfg.ha.serial.device, baud: cfg.ha.serial.baud } : { device: cfg.ha.serial.device } }
+          ? {
+              serial: cfg.ha.serial.baud
+                ? { device: cfg.ha.serial.device, baud: cfg.ha.serial.baud }
+                : { device: cfg.ha.serial.device },
+            }
           : {}),
         keepaliveSeconds: cfg.ha.keepalive,
         warntimeSeconds: cfg.ha.warntime,
@@ -306,7 +331,9 @@ export class MailInfrastructure extends pulumi.ComponentResource {
           haCf,
           haresources,
           resourceScript: renderResourceScript({ services: storeServices }),
-          authkeys: pulumi.output(cfg.secrets.heartbeatAuthkey!).apply((secret) => renderAuthkeys({ secret })),
+          authkeys: pulumi
+            .output(cfg.secrets.heartbeatAuthkey!)
+            .apply((secret) => renderAuthkeys({ secret })),
         },
         o,
       );

@@ -15,6 +15,16 @@ import { readFileSync } from "node:fs";
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
+  type Connection,
+  PUT_FUNCTION,
+  STAGE_DIR,
+  STEP_TIMEOUTS,
+  script,
+  sha256,
+  shq,
+  stageFile,
+} from "./remote.js";
+import {
   DEBIAN_SLAPD,
   derivedSalt,
   renderBaseLdif,
@@ -24,7 +34,6 @@ import {
   sshaHash,
 } from "./render/index.js";
 import { templateUrl } from "./render/template.js";
-import { type Connection, PUT_FUNCTION, STAGE_DIR, STEP_TIMEOUTS, script, sha256, shq, stageFile } from "./remote.js";
 
 /** The mdb directory of the mail directory (not Debian's default database). */
 export const LDAP_DB_DIR = "/var/lib/ldap/mailinfra";
@@ -195,34 +204,40 @@ export class LdapDirectory extends pulumi.ComponentResource {
     };
 
     // Provider: slapd.conf holds the rootdn's hash only.
-    const providerConf = pulumi
-      .output(args.adminPassword)
-      .apply((pw) =>
-        renderSlapdConf({
-          ...common,
-          role: "provider",
-          rootPasswordHash: sshaHash(pw, derivedSalt(args.saltSeed, args.rootDn)),
-        }),
-      );
+    const providerConf = pulumi.output(args.adminPassword).apply((pw) =>
+      renderSlapdConf({
+        ...common,
+        role: "provider",
+        rootPasswordHash: sshaHash(pw, derivedSalt(args.saltSeed, args.rootDn)),
+      }),
+    );
     const p = configure(args.provider, pulumi.secret(providerConf), undefined);
     this.providerConfigured = p.step([]);
 
-    const baseLdif = pulumi
-      .all([args.servicePassword, args.replicationPassword])
-      .apply(([master, repl]) =>
-        renderBaseLdif({
-          suffix: args.suffix,
-          organization: args.organization,
-          services: args.serviceAccounts.map((a) => ({ name: a, password: servicePassword(master, a) })),
-          replication: { name: REPLICATION_ACCOUNT, password: repl },
-          saltSeed: args.saltSeed,
-        }),
-      );
+    const baseLdif = pulumi.all([args.servicePassword, args.replicationPassword]).apply(([master, repl]) =>
+      renderBaseLdif({
+        suffix: args.suffix,
+        organization: args.organization,
+        services: args.serviceAccounts.map((a) => ({ name: a, password: servicePassword(master, a) })),
+        replication: { name: REPLICATION_ACCOUNT, password: repl },
+        saltSeed: args.saltSeed,
+      }),
+    );
     const pn = `${name}-${args.provider.name}`;
     const po = { parent: this, dependsOn: [this.providerConfigured] };
     const baseFiles = [
-      stageFile(`${pn}-admin-pw`, args.provider.connection, { name: "ldap-admin.pw", content: pulumi.secret(args.adminPassword) }, po),
-      stageFile(`${pn}-base-ldif`, args.provider.connection, { name: "base.ldif", content: pulumi.secret(baseLdif) }, po),
+      stageFile(
+        `${pn}-admin-pw`,
+        args.provider.connection,
+        { name: "ldap-admin.pw", content: pulumi.secret(args.adminPassword) },
+        po,
+      ),
+      stageFile(
+        `${pn}-base-ldif`,
+        args.provider.connection,
+        { name: "base.ldif", content: pulumi.secret(baseLdif) },
+        po,
+      ),
       stageFile(
         `${pn}-passwords-ldif`,
         args.provider.connection,
@@ -237,7 +252,9 @@ export class LdapDirectory extends pulumi.ComponentResource {
         connection: args.provider.connection,
         create: base,
         // The entries stay with the database; only the deploy's copies go.
-        delete: script(`rm -f ${STAGE_DIR}/base.ldif* ${STAGE_DIR}/passwords.ldif* ${STAGE_DIR}/ldap-admin.pw`),
+        delete: script(
+          `rm -f ${STAGE_DIR}/base.ldif* ${STAGE_DIR}/passwords.ldif* ${STAGE_DIR}/ldap-admin.pw`,
+        ),
         triggers: [...baseFiles.map((f) => f.triggers), sha256(base)],
       },
       { parent: this, dependsOn: baseFiles, customTimeouts: STEP_TIMEOUTS },
@@ -246,9 +263,11 @@ export class LdapDirectory extends pulumi.ComponentResource {
     // Replicas: after the provider holds the replication account.
     const providerUri = uri(args.provider);
     this.replicasConfigured = args.replicas.map((node, i) => {
-      const conf = pulumi.output(args.replicationPassword).apply((pw) =>
-        renderSlapdConf({ ...common, role: "replica", rid: i + 1, providerUri, replicationPassword: pw }),
-      );
+      const conf = pulumi
+        .output(args.replicationPassword)
+        .apply((pw) =>
+          renderSlapdConf({ ...common, role: "replica", rid: i + 1, providerUri, replicationPassword: pw }),
+        );
       return configure(node, pulumi.secret(conf), replicaSyncScript(args.suffix)).step([this.baseEntries]);
     });
     this.ready = [this.providerConfigured, this.baseEntries, ...this.replicasConfigured];

@@ -48,6 +48,7 @@ export const PUT_FUNCTION = [
   "changed=0",
   "put() {",
   '  if ! cmp -s "$1" "$2"; then',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
   '    install -D -m "$3" -o "${4%%:*}" -g "${4##*:}" "$1" "$2.mailinfra-new"',
   '    mv -f "$2.mailinfra-new" "$2"',
   "    changed=1",

@@ -48,13 +48,26 @@ export function fqdnOf(cfg: StackConfig, host: HostConfig): string {
 export function servicesOf(cfg: StackConfig, host: HostConfig): RuntimeService[] {
   const wanted = new Set(host.roles.flatMap((r) => ROLE_SERVICES[r]));
   if (!cfg.statsEnabled) wanted.delete("stats");
-  const order: RuntimeService[] = ["smtp", "lmtp", "imap", "pop3", "managesieve", "webmail", "imap-cache", "stats"];
+  const order: RuntimeService[] = [
+    "smtp",
+    "lmtp",
+    "imap",
+    "pop3",
+    "managesieve",
+    "webmail",
+    "imap-cache",
+    "stats",
+  ];
   return order.filter((s) => wanted.has(s));
 }
 
 /** Services Heartbeat runs on the active store node (not enabled at boot). */
 export function heartbeatManaged(cfg: StackConfig, host: HostConfig, service: RuntimeService): boolean {
-  return cfg.ha.enabled && host.roles.includes("store") && (HEARTBEAT_SERVICES as readonly string[]).includes(service);
+  return (
+    cfg.ha.enabled &&
+    host.roles.includes("store") &&
+    (HEARTBEAT_SERVICES as readonly string[]).includes(service)
+  );
 }
 
 /** The read-only LDAP account a host's services bind with. */
@@ -77,7 +90,8 @@ export function serviceAccounts(cfg: StackConfig): string[] {
 export function ldapUrisFor(cfg: StackConfig, host: HostConfig, uris: Record<string, string>): string[] {
   const provider = uris[cfg.ldapProvider.name]!;
   const replicas = cfg.ldapReplicas.map((r) => uris[r.name]!);
-  const replicaFirst = host.roles.some((r) => cfg.ldap.replicaFirstRoles.includes(r)) && !host.roles.includes("store");
+  const replicaFirst =
+    host.roles.some((r) => cfg.ldap.replicaFirstRoles.includes(r)) && !host.roles.includes("store");
   if (!replicaFirst || replicas.length === 0) return [provider, ...replicas];
   // Spread hosts of one role over the replicas: rotate by the host's index.
   const i = cfg.hosts.indexOf(host) % replicas.length;
@@ -137,7 +151,8 @@ export function runtimeYamlParams(
       bindPasswordFile: LDAP_BIND_PASSWORD_FILE,
     },
   };
-  if (has("lmtp") || has("imap") || has("pop3") || has("managesieve")) params.store = { root: cfg.san.mountpoint };
+  if (has("lmtp") || has("imap") || has("pop3") || has("managesieve"))
+    params.store = { root: cfg.san.mountpoint };
   if (has("lmtp")) params.lmtp = { listen: [any(PORTS.lmtp)] };
   if (has("imap")) params.imap = { listen: [any(PORTS.imap)], tlsListen: [any(PORTS.imaps)] };
   if (has("pop3")) params.pop3 = { listen: [any(PORTS.pop3)], tlsListen: [any(PORTS.pop3s)] };
@@ -175,14 +190,17 @@ export function runtimeYamlParams(
     if (maps.header_checks) filter.headerChecks = `regexp:${MAPS_DIR}/header_checks`;
     if (maps.mime_header_checks) filter.mimeHeaderChecks = `regexp:${MAPS_DIR}/mime_header_checks`;
     if (maps.body_checks) filter.bodyChecks = `regexp:${MAPS_DIR}/body_checks`;
-    if (f.spamd) filter.spamd = f.spamd.port === undefined ? { host: f.spamd.host } : { ...f.spamd, port: f.spamd.port };
-    if (f.clamd) filter.clamd = f.clamd.port === undefined ? { host: f.clamd.host } : { ...f.clamd, port: f.clamd.port };
+    if (f.spamd)
+      filter.spamd = f.spamd.port === undefined ? { host: f.spamd.host } : { ...f.spamd, port: f.spamd.port };
+    if (f.clamd)
+      filter.clamd = f.clamd.port === undefined ? { host: f.clamd.host } : { ...f.clamd, port: f.clamd.port };
     if (f.dnsServers) filter.dnsServers = [...f.dnsServers];
     params.filter = filter;
   }
   if (has("webmail"))
     params.webmail = { listen: [any(cfg.webmail.port)], imapHost: cfg.storeAddress, imapPort: PORTS.imap };
-  if (has("stats")) params.stats = { listen: [any(cfg.stats.port)], databaseUrlFile: STATS_DATABASE_URL_FILE };
+  if (has("stats"))
+    params.stats = { listen: [any(cfg.stats.port)], databaseUrlFile: STATS_DATABASE_URL_FILE };
   return params;
 }
 

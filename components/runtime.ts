@@ -13,10 +13,8 @@
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { bundleInstallLines } from "./host.js";
-import { type RuntimeService, unitName } from "./render/index.js";
 import {
   type Connection,
-  PUT_FUNCTION,
   RESTART_MARKER,
   STAGE_DIR,
   STEP_TIMEOUTS,
@@ -25,6 +23,7 @@ import {
   shq,
   stageFile,
 } from "./remote.js";
+import { type RuntimeService, unitName } from "./render/index.js";
 import { QUEUE_DIR, RUNTIME_CONFIG_PATH } from "./runtime-values.js";
 
 export interface RuntimeUnit {
@@ -62,7 +61,9 @@ export interface MailRuntimeArgs {
 /** Seconds a started service must stay up before the step calls it running. */
 export const SETTLE_SECONDS = 2;
 
-export function installScript(a: Omit<MailRuntimeArgs, "connection" | "dependsOn" | "bundleHash" | "tlsFingerprint">): string {
+export function installScript(
+  a: Omit<MailRuntimeArgs, "connection" | "dependsOn" | "bundleHash" | "tlsFingerprint">,
+): string {
   const u = a.user;
   const own = (f: RuntimeFile) => (f.secret ? `${u}:${u}` : `root:${u}`);
   const boot = a.units.filter((x) => !x.heartbeatManaged).map((x) => unitName(x.service));
@@ -75,8 +76,12 @@ export function installScript(a: Omit<MailRuntimeArgs, "connection" | "dependsOn
     `${node} ${bundle} config check ${STAGE_DIR}/runtime.yaml >&2 || { echo "mailinfra: runtime.yaml rejected by the runtime" >&2; exit 1; }`,
     `install -d -m 0750 -o ${u} -g ${u} ${QUEUE_DIR}`,
     `put ${STAGE_DIR}/runtime.yaml ${RUNTIME_CONFIG_PATH} 0640 root:${u}`,
-    ...a.files.map((f) => `put ${STAGE_DIR}/${f.stageName} ${shq(f.path)} ${f.secret ? "0600" : f.mode} ${own(f)}`),
-    ...a.units.map((x) => `put ${STAGE_DIR}/unit-${x.service} /etc/systemd/system/${unitName(x.service)} 0644 root:root`),
+    ...a.files.map(
+      (f) => `put ${STAGE_DIR}/${f.stageName} ${shq(f.path)} ${f.secret ? "0600" : f.mode} ${own(f)}`,
+    ),
+    ...a.units.map(
+      (x) => `put ${STAGE_DIR}/unit-${x.service} /etc/systemd/system/${unitName(x.service)} 0644 root:root`,
+    ),
     `[ -e ${RESTART_MARKER} ] && changed=1`,
     'if [ "$changed" = 1 ]; then systemctl daemon-reload; fi',
     ...boot.map((unit) =>
@@ -104,7 +109,8 @@ export class MailRuntime extends pulumi.ComponentResource {
 
   constructor(name: string, args: MailRuntimeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:runtime:MailRuntime", name, {}, opts);
-    if (args.units.length === 0) throw new pulumi.ResourceError("a MailRuntime needs at least one service", this);
+    if (args.units.length === 0)
+      throw new pulumi.ResourceError("a MailRuntime needs at least one service", this);
     const o = { parent: this, dependsOn: args.dependsOn };
     const staged = [
       stageFile(`${name}-config`, args.connection, { name: "runtime.yaml", content: args.runtimeYaml }, o),
@@ -117,7 +123,12 @@ export class MailRuntime extends pulumi.ComponentResource {
         ),
       ),
       ...args.units.map((x) =>
-        stageFile(`${name}-unit-${x.service}`, args.connection, { name: `unit-${x.service}`, content: x.text }, o),
+        stageFile(
+          `${name}-unit-${x.service}`,
+          args.connection,
+          { name: `unit-${x.service}`, content: x.text },
+          o,
+        ),
       ),
     ];
     const create = installScript(args);

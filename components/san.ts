@@ -32,12 +32,16 @@ export interface SanVolumeArgs {
  * The guarded check-and-format script. Exit 0 only when the device holds XFS
  * with `label` (found, or just made from a blank device).
  */
-export function formatScript(a: Pick<SanVolumeArgs, "device" | "label" | "mkfsOptions" | "mayFormat" | "owner">): string {
-  const mkfs = ["mkfs.xfs", "-L", shq(a.label), ...a.mkfsOptions.split(/\s+/).filter(Boolean), '"$dev"'].join(" ");
+export function formatScript(
+  a: Pick<SanVolumeArgs, "device" | "label" | "mkfsOptions" | "mayFormat" | "owner">,
+): string {
+  const mkfs = ["mkfs.xfs", "-L", shq(a.label), ...a.mkfsOptions.split(/\s+/).filter(Boolean), '"$dev"'].join(
+    " ",
+  );
   return script(
     `dev=${shq(a.device)}`,
     `label=${shq(a.label)}`,
-    "fail() { echo \"mailinfra: $(uname -n): SAN $dev: $*\" >&2; exit 1; }",
+    'fail() { echo "mailinfra: $(uname -n): SAN $dev: $*" >&2; exit 1; }',
     '[ -b "$dev" ] || fail "not a block device"',
     // blkid -p probes the device itself (no cache): exit 0 = something found, 2 = nothing.
     'rc=0; info=$(blkid -p -o export "$dev" 2>&1) || rc=$?',
@@ -46,7 +50,7 @@ export function formatScript(a: Pick<SanVolumeArgs, "device" | "label" | "mkfsOp
     "  type=$(printf '%s\\n' \"$info\" | sed -n 's/^TYPE=//p')",
     "  have=$(printf '%s\\n' \"$info\" | sed -n 's/^LABEL=//p')",
     '  if [ "$type" = xfs ] && [ "$have" = "$label" ]; then echo "SAN $dev: XFS labelled $label, left as it is"; exit 0; fi',
-    '  what=$(printf \'%s\\n\' "$info" | grep -E \'^(TYPE|PTTYPE|LABEL|UUID)=\' | tr \'\\n\' \' \')',
+    "  what=$(printf '%s\\n' \"$info\" | grep -E '^(TYPE|PTTYPE|LABEL|UUID)=' | paste -sd ' ' -)",
     '  fail "holds something else ($what), expected XFS labelled $label or a blank device; nothing was changed"',
     "  ;;",
     "2)",
@@ -68,17 +72,22 @@ export function formatScript(a: Pick<SanVolumeArgs, "device" | "label" | "mkfsOp
 }
 
 /** The fstab entry for the volume. */
-export function fstabLine(a: Pick<SanVolumeArgs, "device" | "mountpoint" | "mountOptions" | "heartbeatOwnsMount">): string {
+export function fstabLine(
+  a: Pick<SanVolumeArgs, "device" | "mountpoint" | "mountOptions" | "heartbeatOwnsMount">,
+): string {
   const options = a.heartbeatOwnsMount ? `${a.mountOptions},noauto` : a.mountOptions;
   return `${a.device} ${a.mountpoint} xfs ${options} 0 0`;
 }
 
 /** Writes the fstab entry (replacing any for the mountpoint) and mounts when Heartbeat does not. */
-export function mountScript(a: Omit<SanVolumeArgs, "connection" | "dependsOn" | "mayFormat" | "mkfsOptions">): string {
+export function mountScript(
+  a: Omit<SanVolumeArgs, "connection" | "dependsOn" | "mayFormat" | "mkfsOptions">,
+): string {
   const mp = shq(a.mountpoint);
   return script(
     `mp=${mp}`,
-    'install -d -m 0755 "$mp"',
+    // mkdir, not install -m: on the active node the mountpoint is the mounted volume's root.
+    'mkdir -p "$mp"',
     "tmp=$(mktemp /etc/fstab.mailinfra.XXXXXX)",
     `awk -v mp="$mp" '$2 != mp' /etc/fstab > "$tmp"`,
     `echo ${shq(fstabLine(a))} >> "$tmp"`,
@@ -101,7 +110,10 @@ export class SanVolume extends pulumi.ComponentResource {
   constructor(name: string, args: SanVolumeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:san:SanVolume", name, {}, opts);
     if (args.mountpoint === "/" || !args.mountpoint.startsWith("/"))
-      throw new pulumi.ResourceError(`mountpoint must be an absolute path other than /, got ${args.mountpoint}`, this);
+      throw new pulumi.ResourceError(
+        `mountpoint must be an absolute path other than /, got ${args.mountpoint}`,
+        this,
+      );
     const format = formatScript(args);
     this.format = new remote.Command(
       `${name}-format`,

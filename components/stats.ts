@@ -20,15 +20,18 @@ export interface StatsDatabaseArgs {
 /** Starts the local cluster (creating it if the package left none) and runs the SQL on stdin. */
 export function statsDatabaseScript(port: number): string {
   return script(
+    // The SQL arrives on stdin for psql alone: keep it on fd 3, give the rest /dev/null.
+    "exec 3<&0 </dev/null",
     "ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)",
     '[ -n "$ver" ] || { echo "mailinfra: PostgreSQL is not installed" >&2; exit 1; }',
     `pg_lsclusters -h | grep -q . || pg_createcluster -p ${port} "$ver" main >/dev/null`,
     "systemctl enable -q postgresql",
-    'cluster=$(pg_lsclusters -h | head -n 1 | awk \'{print $1"/"$2}\')',
-    'pg_ctlcluster ${cluster%/*} ${cluster#*/} status >/dev/null 2>&1 || pg_ctlcluster ${cluster%/*} ${cluster#*/} start',
+    "cluster=$(pg_lsclusters -h | head -n 1 | awk '{print $1\"/\"$2}')",
+    'v=$(echo "$cluster" | cut -d/ -f1); c=$(echo "$cluster" | cut -d/ -f2)',
+    'pg_ctlcluster "$v" "$c" status >/dev/null 2>&1 || pg_ctlcluster "$v" "$c" start',
     `for i in $(seq 1 50); do pg_isready -q -p ${port} && break; sleep 0.2; done`,
     `pg_isready -q -p ${port} || { echo "mailinfra: PostgreSQL does not answer on port ${port}" >&2; exit 1; }`,
-    `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres`,
+    `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -d postgres <&3`,
     'echo "statistics database ready"',
   );
 }
@@ -45,7 +48,13 @@ export function statsDatabaseSql(name: string, user: string, password: string): 
 }
 
 /** postgres:// URL for the runtime (written to a 0600 file). */
-export function statsDatabaseUrl(host: string, port: number, name: string, user: string, password: string): string {
+export function statsDatabaseUrl(
+  host: string,
+  port: number,
+  name: string,
+  user: string,
+  password: string,
+): string {
   return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(name)}`;
 }
 

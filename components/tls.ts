@@ -7,7 +7,17 @@
  */
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, RESTART_MARKER, STAGE_DIR, STEP_TIMEOUTS, PUT_FUNCTION, script, sha256, shq, stageFile } from "./remote.js";
+import {
+  type Connection,
+  PUT_FUNCTION,
+  RESTART_MARKER,
+  STAGE_DIR,
+  STEP_TIMEOUTS,
+  script,
+  sha256,
+  shq,
+  stageFile,
+} from "./remote.js";
 
 export const TLS_DIR = "/etc/mailinfra/tls";
 export const TLS_CERT = `${TLS_DIR}/cert.pem`;

@@ -221,10 +221,10 @@ export async function customizeRoot(
   await mkdir(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   await writeFile(join(root, "root/.ssh/authorized_keys"), `${authorizedKey.trim()}\n`, { mode: 0o600 });
 
-  await writeUnit(root, "mailinfra-lab-net.service", netUnit(t.addresses[h]), "multi-user.target");
+  await writeUnit(root, "lab-host0-address.service", netUnit(t.addresses[h]), "multi-user.target");
   if (SAN_HOSTS.includes(h)) {
     if (sanMinor === undefined) throw new Error(`${h}: no SAN loop device`);
-    await writeUnit(root, "mailinfra-lab-san.service", sanUnit(sanMinor), "sysinit.target");
+    await writeUnit(root, "lab-san-device.service", sanUnit(sanMinor), "sysinit.target");
   }
   return { hostKeyLine: `${h},${h}.lab,${t.addresses[h]} ${pub[0]} ${pub[1]}`, disabled };
 }

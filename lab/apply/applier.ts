@@ -174,7 +174,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
     const msg = redactor.scrub(reason instanceof Error ? reason.message : String(reason));
     // Dependents of a failed step reject with the same error: not a new problem.
     for (const m of failedMessages()) if (m && msg.includes(m.split("\n")[0] ?? m)) return;
-    programErrors.push(msg);
+    if (!programErrors.includes(msg)) programErrors.push(msg);
   };
   process.on("unhandledRejection", onRejection);
 

@@ -122,9 +122,26 @@ async function mkdirParents(s: SFTPWrapper, dir: string): Promise<void> {
   await sftpMkdir(s, dir);
 }
 
-function writeRemote(s: SFTPWrapper, dest: string, body: { text: string } | { path: string }): Promise<void> {
+/**
+ * Opens like the provider's Go SFTP client: no permissions sent, so sftp-server
+ * creates the file 0666 less its umask (0644), and an existing file keeps its mode.
+ * (ssh2's createWriteStream would send 0666 and get a world-writable file.)
+ */
+const openForWrite = (s: SFTPWrapper, dest: string) =>
+  new Promise<Buffer>((resolve, reject) =>
+    s.open(dest, "w", (err, handle) =>
+      err ? reject(new StepError(`failed to create remote file ${dest}: ${err.message}`)) : resolve(handle),
+    ),
+  );
+
+async function writeRemote(
+  s: SFTPWrapper,
+  dest: string,
+  body: { text: string } | { path: string },
+): Promise<void> {
+  const handle = await openForWrite(s, dest);
   return new Promise((resolve, reject) => {
-    const out = s.createWriteStream(dest, { flags: "w" });
+    const out = s.createWriteStream(dest, { handle, autoClose: true });
     out.on("error", (err: Error) =>
       reject(new StepError(`failed to create remote file ${dest}: ${err.message}`)),
     );

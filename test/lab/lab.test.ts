@@ -154,6 +154,10 @@ describe.sequential("the lab", () => {
     for (const h of ["store1", "ldap1"] as const) {
       expect(await sh(h, "cat /etc/mailinfra-fixture/all.txt")).toBe("text asset\nfile asset\nleaf");
       expect(await sh(h, "stat -c %a /etc/mailinfra-fixture/token")).toBe("600");
+      // As the provider's SFTP client: no mode sent, so the server's umask applies (not 0666).
+      expect(
+        await sh(h, "stat -c %a /etc/mailinfra-fixture/deep/a.txt /etc/mailinfra-fixture/tree/sub"),
+      ).toBe("644\n755");
     }
     const token = (JSON.parse(readFileSync(paths.secrets, "utf8")) as Record<string, string>)[
       "mailinfra:fixtureToken"

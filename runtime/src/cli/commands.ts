@@ -54,7 +54,7 @@ export const COMMANDS: readonly Command[] = [
   },
   {
     name: "queue",
-    usage: ["queue list | show <id> | flush | remove <id> [--config FILE]"],
+    usage: ["queue list | show <id> | flush | remove <id> | release <id> [--config FILE]"],
     summary: "inspect and manage the mail queue (queue.dir)",
     load: () =>
       import("../queue/cli.js").then(({ runQueueCommand }) => async (ctx: CommandContext) => {

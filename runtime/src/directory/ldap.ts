@@ -9,7 +9,7 @@
  * (451 4.4.3, NO [UNAVAILABLE]), never "unknown user".
  */
 import { readFileSync } from "node:fs";
-import { Client, InvalidCredentialsError, SizeLimitExceededError } from "ldapts";
+import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError } from "ldapts";
 import type { Logger } from "pino";
 import type { Counter, Registry } from "prom-client";
 import { Counter as PromCounter } from "prom-client";
@@ -26,6 +26,9 @@ export const MAX_ADDRESS_LENGTH = 256;
 export const MAX_LOGIN_LENGTH = 256;
 /** Longest password sent in a bind. */
 export const MAX_PASSWORD_LENGTH = 1024;
+
+/** RFC 4511 §4.1.9 result codes that mean "this server cannot serve now": busy, unavailable, other. */
+const SERVER_TROUBLE_CODES = new Set([51, 52, 80]);
 
 const ATTRIBUTES = [
   "uid",
@@ -211,6 +214,15 @@ export class LdapDirectory implements Directory {
         return true;
       } catch (err) {
         if (err instanceof InvalidCredentialsError) return false;
+        // The server answered (e.g. 53 for a disabled account): a refusal for this
+        // user, not a reason to hold the server down for everyone.
+        if (err instanceof ResultCodeError && !SERVER_TROUBLE_CODES.has(err.code)) {
+          this.#logger?.warn(
+            { dn: account.dn, code: err.code, err: errorText(err) },
+            "directory: bind refused",
+          );
+          return false;
+        }
         throw err;
       } finally {
         await client.unbind().catch(() => {});

@@ -106,13 +106,14 @@ export function createFilterPipeline(config: FilterConfig, deps: FilterDeps): Fi
   deps.logger.info(
     {
       dnsbl: config.dnsbl.map((z) => z.zone),
-      maps: Object.fromEntries(
-        Object.entries(maps).map(([k, v]) => [
-          k,
-          (v as { source?: string; table?: { source: string } }).source ??
-            (v as { table: { source: string } }).table.source,
-        ]),
-      ),
+      maps: {
+        headerChecks: maps.headerChecks?.source,
+        mimeHeaderChecks: maps.mimeHeaderChecks?.source,
+        nestedHeaderChecks: maps.nestedHeaderChecks?.source,
+        bodyChecks: maps.bodyChecks?.source,
+        senderAccess: maps.senderAccess?.table.source,
+        recipientAccess: maps.recipientAccess?.table.source,
+      },
       spamd: config.spamd ? `${config.spamd.host}:${config.spamd.port}` : false,
       clamd: config.clamd ? `${config.clamd.host}:${config.clamd.port}` : false,
       onScannerFailure: config.onScannerFailure,
@@ -246,7 +247,8 @@ class Transaction implements FilterTransaction {
       return this.last;
     }
     this.session.recipients.push(address);
-    if (r.outcome !== "pass" || r.detail) this.mailResults.push(r);
+    // Recorded when it says something (a map hit); plain passes and "no map" would repeat per recipient.
+    if (r.outcome !== "skip" && (r.outcome !== "pass" || r.detail)) this.mailResults.push(r);
     return this.verdict("rcpt");
   }
 

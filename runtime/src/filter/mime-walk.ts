@@ -173,7 +173,7 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
       if ((c === 32 || c === 9) && pending.length > 0) {
         if (pendingChars < MAX_HEADER_CHARS) {
           pending.push(line);
-          pendingChars += line.length;
+          pendingChars += line.length + 1; // and the "\n" that joins it
         }
       } else if (line.includes(":")) {
         flushHeader();

@@ -41,6 +41,7 @@ export function spamcRequest(command: SpamcCommand, message: Buffer): Buffer {
 
 /** Parses a whole spamd response. */
 export function parseSpamdResponse(raw: Buffer, command: SpamcCommand): SpamdReply {
+  if (raw.length === 0) throw new SpamdError("spamd: connection closed without a reply");
   const text = raw.toString("utf8");
   const headEnd = text.indexOf("\r\n\r\n");
   const head = headEnd < 0 ? text : text.slice(0, headEnd);

@@ -31,7 +31,12 @@ const STORE_CODES: Record<StoreErrorCode, [string, string]> = {
 };
 
 /** Maps anything a handler threw to a tagged response; `internal` is true for unexpected errors. */
-export function toResponse(err: unknown): { status: "NO" | "BAD"; code?: string; text: string; internal: boolean } {
+export function toResponse(err: unknown): {
+  status: "NO" | "BAD";
+  code?: string;
+  text: string;
+  internal: boolean;
+} {
   if (err instanceof ImapError) {
     return err.code === undefined
       ? { status: err.status, text: err.text, internal: false }

@@ -53,13 +53,16 @@ export class ImapServer implements SessionServer {
     this.log = options.logger;
     this.limits = options.limits;
     this.loginDisabledWithoutTls = options.loginDisabledWithoutTls;
-    this.tls = options.tls ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert }) : undefined;
+    this.tls = options.tls
+      ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert })
+      : undefined;
     const reg = options.metrics;
     if (reg) {
       this.gauge = metric(
         reg,
         "mailinfra_imap_connections",
-        () => new Gauge({ name: "mailinfra_imap_connections", help: "Open IMAP connections", registers: [reg] }),
+        () =>
+          new Gauge({ name: "mailinfra_imap_connections", help: "Open IMAP connections", registers: [reg] }),
       );
       const commands = metric(
         reg,
@@ -79,9 +82,12 @@ export class ImapServer implements SessionServer {
   /** Starts a listener; resolves to the bound "host:port". */
   async listen(address: string, implicitTls: boolean): Promise<string> {
     const { host, port } = parseListen(address);
-    if (implicitTls && !this.tls) throw new Error("imap.tlsListen needs the tls section (certificate and key)");
+    if (implicitTls && !this.tls)
+      throw new Error("imap.tlsListen needs the tls section (certificate and key)");
     const server = implicitTls
-      ? tls.createServer({ secureContext: this.tls! }, (socket) => this.accept(socket, true))
+      ? tls.createServer({ key: this.options.tls!.key, cert: this.options.tls!.cert }, (socket) =>
+          this.accept(socket, true),
+        )
       : net.createServer((socket) => this.accept(socket, false));
     server.on("tlsClientError", (err) => this.log.debug({ err: err.message }, "TLS handshake failed"));
     server.maxConnections = 1_000_000;

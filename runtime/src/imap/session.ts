@@ -191,6 +191,16 @@ export class Session {
     if (this.deflate) this.deflate.flush(zlib.constants.Z_SYNC_FLUSH);
   }
 
+  /** Puts everything written so far on the wire now (continuation requests, IDLE updates). */
+  push(): void {
+    this.flush();
+    const socket = this.socket;
+    if (socket.writableCorked > 0) {
+      socket.uncork();
+      socket.cork();
+    }
+  }
+
   // ---- input ----
 
   private onFrame(ev: FrameEvent): void {
@@ -208,13 +218,15 @@ export class Session {
         return;
       case "continue":
         this.writeLine("+ Ready for literal data");
-        this.flush();
+        this.push();
         return;
       case "literal-too-large":
         this.log.info({ size: ev.size, sync: ev.sync }, "literal too large");
         if (ev.sync) {
           // RFC 3501 §7.5: without "+" the client must not send the literal
-          this.writeLine(`${ev.tag ?? "*"} NO [TOOBIG] Literal too large (limit ${this.server.limits.maxLiteralBytes} octets)`);
+          this.writeLine(
+            `${ev.tag ?? "*"} NO [TOOBIG] Literal too large (limit ${this.server.limits.maxLiteralBytes} octets)`,
+          );
           this.flush();
           this.countBad();
         } else {
@@ -288,7 +300,7 @@ export class Session {
     let uid = false;
     if (name === "UID") {
       const verb = nodes[0];
-      if (!verb || verb.type !== "atom") {
+      if (verb?.type !== "atom") {
         this.writeLine(`${tag} BAD UID needs a command`);
         this.countBad();
         return;
@@ -299,7 +311,9 @@ export class Session {
     }
     const spec = TABLE.get(name);
     if (!spec || (uid && !spec.uid)) {
-      this.writeLine(`${tag} BAD Unknown command ${uid ? "UID " : ""}${name.replace(/[^A-Z0-9.-]/g, "").slice(0, 20)}`);
+      this.writeLine(
+        `${tag} BAD Unknown command ${uid ? "UID " : ""}${name.replace(/[^A-Z0-9.-]/g, "").slice(0, 20)}`,
+      );
       this.countBad();
       return;
     }
@@ -307,7 +321,11 @@ export class Session {
     const label = `${uid ? "UID " : ""}${name}`;
     if (!spec.states.includes(this.state)) {
       const why =
-        this.state === "not-authenticated" ? "Log in first" : this.state === "selected" ? "Not allowed now" : "Select a mailbox first";
+        this.state === "not-authenticated"
+          ? "Log in first"
+          : this.state === "selected"
+            ? "Not allowed now"
+            : "Select a mailbox first";
       this.writeLine(`${tag} BAD ${label}: ${why}`);
       this.countBad();
       return;
@@ -319,7 +337,8 @@ export class Session {
       const result = await spec.handler(this, args, call);
       this.badInRow = 0;
       if (this.ending) return result?.after;
-      if (this.mailbox && this.state === "selected") await this.sendUpdates(!spec.holdExpunges || uid, spec.forceSync);
+      if (this.mailbox && this.state === "selected")
+        await this.sendUpdates(!spec.holdExpunges || uid, spec.forceSync);
       const code = result?.code ? `[${result.code}] ` : "";
       this.writeLine(`${tag} OK ${code}${result?.text ?? `${label} completed`}`);
       this.server.metrics?.command(label, status);
@@ -328,7 +347,11 @@ export class Session {
       const r = toResponse(err);
       status = r.status;
       if (r.internal) this.log.error({ err, command: label }, "command failed");
-      else this.log.debug({ command: label, status: r.status, reason: err instanceof Error ? err.message : "" }, "command refused");
+      else
+        this.log.debug(
+          { command: label, status: r.status, reason: err instanceof Error ? err.message : "" },
+          "command refused",
+        );
       if (this.ending) return undefined;
       if (r.status === "BAD") this.countBad();
       else this.badInRow = 0;
@@ -365,7 +388,11 @@ export class Session {
 
   private onMailboxChange(): void {
     this.changePending = true;
-    if (this.idling) void this.sendUpdates(true).then(() => this.flush(), () => undefined);
+    if (this.idling)
+      void this.sendUpdates(true).then(
+        () => this.push(),
+        () => undefined,
+      );
   }
 
   /**
@@ -500,20 +527,17 @@ export class Session {
     this.socket.setTimeout(0);
     const keepalive = setInterval(() => {
       this.writeLine("* OK Still here");
-      this.flush();
+      this.push();
     }, IDLE_KEEPALIVE_MS);
     keepalive.unref();
     try {
       this.writeLine("+ idling");
-      this.flush();
-      this.socket.uncork();
       if (this.mailbox) await this.sendUpdates(true, true);
-      this.flush();
+      this.push();
       return await this.readContinuation();
     } finally {
       clearInterval(keepalive);
       this.idling = false;
-      this.socket.cork();
       if (this.server.limits.idleTimeoutMs > 0) this.socket.setTimeout(this.server.limits.idleTimeoutMs);
     }
   }

@@ -64,12 +64,3 @@ export interface ConnectionFields {
 export function connectionLogger(logger: Logger, fields: ConnectionFields): Logger {
   return logger.child({ cid: fields.cid ?? newConnectionId(), proto: fields.proto, remote: fields.remote });
 }
-
-/** Write out buffered lines before the process exits. */
-export function flushLogger(logger: Logger): void {
-  try {
-    logger.flush();
-  } catch {
-    // stdout closed: nothing more to do
-  }
-}

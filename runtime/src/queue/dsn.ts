@@ -56,7 +56,8 @@ export function buildDsn(options: {
   const lines = (s: string[]) => `${s.join("\r\n")}\r\n`;
 
   const human = entries.map(
-    (e) => `<${e.recipient.original}>: ${e.action === "failed" ? field(e.recipient.lastReply ?? e.status) : "delivered"}`,
+    (e) =>
+      `<${e.recipient.original}>: ${e.action === "failed" ? field(e.recipient.lastReply ?? e.status) : "delivered"}`,
   );
   const perMessage = [
     `Reporting-MTA: dns; ${reportingMta}`,
@@ -112,5 +113,9 @@ export function buildDsn(options: {
     "",
   ]);
   const tail = `\r\n--${boundary}--\r\n`;
-  return Buffer.concat([Buffer.from(head), returned, Buffer.from(returned.subarray(-2).toString() === "\r\n" ? tail.slice(2) : tail)]);
+  return Buffer.concat([
+    Buffer.from(head),
+    returned,
+    Buffer.from(returned.subarray(-2).toString() === "\r\n" ? tail.slice(2) : tail),
+  ]);
 }

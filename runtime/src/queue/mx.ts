@@ -76,7 +76,10 @@ export async function resolveMxHosts(resolver: Resolver, domain: string): Promis
   }
   if (hosts.length === 0) {
     if (transient) throw new MxLookupError(false, `4.4.3 address lookup for the MX of ${domain} failed`);
-    throw new MxLookupError(records.length === 0, `${records.length === 0 ? "5" : "4"}.4.4 no address for ${domain}'s mail exchangers`);
+    throw new MxLookupError(
+      records.length === 0,
+      `${records.length === 0 ? "5" : "4"}.4.4 no address for ${domain}'s mail exchangers`,
+    );
   }
   return hosts;
 }

@@ -200,7 +200,13 @@ export class QueueRunner {
         }
         for (const r of group.recipients) {
           log.info(
-            { rcpt: r.address, destination: group.key, status: r.status, reply: r.lastReply, attempt: env.attempts },
+            {
+              rcpt: r.address,
+              destination: group.key,
+              status: r.status,
+              reply: r.lastReply,
+              attempt: env.attempts,
+            },
             "delivery",
           );
         }
@@ -225,7 +231,8 @@ export class QueueRunner {
       return;
     }
     if (env.recipients.some((r) => r.status === "pending")) {
-      env.nextAttemptAt = now + backoffSeconds(env.attempts, config.retryInitialSeconds, config.retryMaxSeconds) * 1000;
+      env.nextAttemptAt =
+        now + backoffSeconds(env.attempts, config.retryInitialSeconds, config.retryMaxSeconds) * 1000;
       await store.save(env);
       this.due.set(id, env.nextAttemptAt);
     } else {
@@ -249,7 +256,9 @@ export class QueueRunner {
         }
       } catch (err) {
         r.lastReply =
-          err instanceof DirectoryUnavailableError ? "451 4.4.3 directory unavailable" : "451 4.3.0 routing failed";
+          err instanceof DirectoryUnavailableError
+            ? "451 4.4.3 directory unavailable"
+            : "451 4.3.0 routing failed";
       }
     }
   }
@@ -265,7 +274,8 @@ export class QueueRunner {
       const key = `${kind}:${host}`;
       const group = groups.get(key) ?? { key, kind, host, recipients: [] };
       // One copy per address and destination: a repeated address would confuse per-recipient replies.
-      if (!group.recipients.some((g) => g.address.toLowerCase() === r.address.toLowerCase())) group.recipients.push(r);
+      if (!group.recipients.some((g) => g.address.toLowerCase() === r.address.toLowerCase()))
+        group.recipients.push(r);
       else r.status = "delivered";
       groups.set(key, group);
     }
@@ -333,7 +343,8 @@ export class QueueRunner {
       }
       lastError = result.outcomes.values().next().value?.reply ?? lastError;
     }
-    for (const r of group.recipients) r.lastReply = `451 ${lastError} (all ${hosts.length} MX addresses tried)`;
+    for (const r of group.recipients)
+      r.lastReply = `451 ${lastError} (all ${hosts.length} MX addresses tried)`;
   }
 
   /**
@@ -357,7 +368,10 @@ export class QueueRunner {
     const dsn = buildDsn({ reportingMta: this.options.hostname, envelope: env, entries, original: message });
     const queued = await this.options.store.enqueue(
       dsn,
-      { mailFrom: "", recipients: [{ address: env.mailFrom, original: env.mailFrom, route: { kind: "resolve" } }] },
+      {
+        mailFrom: "",
+        recipients: [{ address: env.mailFrom, original: env.mailFrom, route: { kind: "resolve" } }],
+      },
       this.now(),
     );
     this.options.logger.info({ queueId: env.id, dsnId: queued.id, recipients: entries.length }, "DSN queued");

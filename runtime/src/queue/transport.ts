@@ -85,16 +85,23 @@ export async function sendTransaction(
     });
     for (const err of info.rejectedErrors ?? []) {
       const rcpt = (err as SMTPConnection.SMTPError & { recipient?: string }).recipient;
-      if (rcpt) outcomes.set(rcpt, { klass: klassOf(err.responseCode), reply: oneLine(err.response ?? err.message) });
+      if (rcpt)
+        outcomes.set(rcpt, { klass: klassOf(err.responseCode), reply: oneLine(err.response ?? err.message) });
     }
     for (const rcpt of info.accepted) {
       if (!outcomes.has(rcpt)) outcomes.set(rcpt, { klass: 2, reply: oneLine(info.response) });
     }
     failAll(4, "4.4.0 no reply for this recipient");
   } catch (error) {
-    const err = error as SMTPConnection.SMTPError & { rejectedErrors?: Array<SMTPConnection.SMTPError & { recipient?: string }> };
+    const err = error as SMTPConnection.SMTPError & {
+      rejectedErrors?: Array<SMTPConnection.SMTPError & { recipient?: string }>;
+    };
     for (const r of err.rejectedErrors ?? []) {
-      if (r.recipient) outcomes.set(r.recipient, { klass: klassOf(r.responseCode), reply: oneLine(r.response ?? r.message) });
+      if (r.recipient)
+        outcomes.set(r.recipient, {
+          klass: klassOf(r.responseCode),
+          reply: oneLine(r.response ?? r.message),
+        });
     }
     if (err.responseCode) {
       failAll(klassOf(err.responseCode), oneLine(err.response ?? err.message));

@@ -5,7 +5,13 @@
  */
 import type { FilterPipeline, FilterTransaction, Verdict } from "../filter/types.js";
 
-const accept = (): Verdict => ({ action: "accept", addHeaders: [], score: 0, decidedBy: "none", results: [] });
+const accept = (): Verdict => ({
+  action: "accept",
+  addHeaders: [],
+  score: 0,
+  decidedBy: "none",
+  results: [],
+});
 
 export function acceptAllPipeline(): FilterPipeline {
   return {

@@ -30,7 +30,11 @@ export function parseAddress(raw: string): ParsedAddress | AddressProblem {
   if (Buffer.byteLength(local) > MAX_LOCAL_PART_BYTES) return "too-long";
   if (/["%!@\\]/.test(local) || local.includes(":") || local.includes(",")) return "routing";
   // A domain name or an address literal; literals never name a local domain.
-  if (!/^(\[[^\]]+\]|[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?)*)$/u.test(domain)) {
+  if (
+    !/^(\[[^\]]+\]|[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}](?:[\p{L}\p{N}-]*[\p{L}\p{N}])?)*)$/u.test(
+      domain,
+    )
+  ) {
     return "syntax";
   }
   return { local, domain, address: `${local}@${domain}` };

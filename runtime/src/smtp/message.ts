@@ -24,7 +24,8 @@ export function checkMessage(message: Buffer): SmtpReplyError | null {
   // smuggling" hides a second message inside the first; refuse, never repair.
   let lineStart = 0;
   for (let lf = message.indexOf(LF); lf >= 0; lf = message.indexOf(LF, lf + 1)) {
-    if (lf === 0 || message[lf - 1] !== CR) return reply(554, "5.6.0", "Bare LF in message (RFC 5321 §2.3.8)");
+    if (lf === 0 || message[lf - 1] !== CR)
+      return reply(554, "5.6.0", "Bare LF in message (RFC 5321 §2.3.8)");
     if (lf + 1 - lineStart > MAX_TEXT_LINE_BYTES) {
       return reply(554, "5.6.0", `Line longer than ${MAX_TEXT_LINE_BYTES} octets (RFC 5321 §4.5.3.1.6)`);
     }
@@ -86,7 +87,12 @@ export function receivedHeader(t: TraceInfo): string {
 }
 
 /** RFC 3848 §1 with-protocol names. */
-export function withProtocol(options: { esmtp: boolean; tls: boolean; auth: boolean; utf8: boolean }): string {
+export function withProtocol(options: {
+  esmtp: boolean;
+  tls: boolean;
+  auth: boolean;
+  utf8: boolean;
+}): string {
   if (!options.esmtp) return "SMTP";
   return `${options.utf8 ? "UTF8" : ""}ESMTP${options.tls ? "S" : ""}${options.auth ? "A" : ""}`;
 }
@@ -107,5 +113,8 @@ export function removeHeaders(message: Buffer, names: string[]): Buffer {
   const header = message.subarray(0, end + 2).toString("latin1");
   const fields = header.split(/\r\n(?![ \t])/).filter((f) => f !== "");
   const kept = fields.filter((f) => !drop.has(f.slice(0, f.indexOf(":")).trim().toLowerCase()));
-  return Buffer.concat([Buffer.from(kept.map((f) => `${f}\r\n`).join(""), "latin1"), message.subarray(end + 2)]);
+  return Buffer.concat([
+    Buffer.from(kept.map((f) => `${f}\r\n`).join(""), "latin1"),
+    message.subarray(end + 2),
+  ]);
 }

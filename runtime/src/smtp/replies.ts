@@ -15,7 +15,8 @@ export class SmtpReplyError extends Error {
   }
 }
 
-export const reply = (code: number, enhanced: string, text: string) => new SmtpReplyError(code, enhanced, text);
+export const reply = (code: number, enhanced: string, text: string) =>
+  new SmtpReplyError(code, enhanced, text);
 
 const OWN_ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 

@@ -12,21 +12,26 @@
  */
 import { Resolver as CallbackResolver } from "node:dns";
 import type { Logger } from "pino";
-import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import {
+  SMTPServer,
+  type SMTPServerAddress,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from "smtp-server";
 import type { RuntimeConfig } from "../config/schema.js";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import type { ConnectionInfo, FilterPipeline, FilterTransaction, Verdict } from "../filter/types.js";
 import type { Queue } from "../queue/index.js";
-import type { QueuedRecipient } from "../queue/types.js";
 import { newQueueId } from "../queue/store.js";
+import type { QueuedRecipient } from "../queue/types.js";
 import type { TlsMaterial } from "../service.js";
 import { type LocalDomains, parseAddress } from "./address.js";
 import type { AuthThrottle } from "./auth-throttle.js";
 import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES } from "./limits.js";
 import { checkMessage, receivedHeader, removeHeaders, submissionHeaders, withProtocol } from "./message.js";
 import type { Networks } from "./networks.js";
-import { resolveLocalRecipient, type ResolvedRecipient } from "./recipients.js";
+import { type ResolvedRecipient, resolveLocalRecipient } from "./recipients.js";
 import { installEnhancedCodePassthrough, reply, SmtpReplyError } from "./replies.js";
 
 export type ListenerKind = "mx" | "relay" | "submission";
@@ -67,7 +72,8 @@ interface ConnState {
 }
 
 function verdictError(v: Verdict): SmtpReplyError | null {
-  if (v.action === "reject") return reply(v.code ?? 550, v.enhanced ?? "5.7.1", v.message ?? "Rejected by policy");
+  if (v.action === "reject")
+    return reply(v.code ?? 550, v.enhanced ?? "5.7.1", v.message ?? "Rejected by policy");
   if (v.action === "tempfail") {
     return reply(v.code ?? 451, v.enhanced ?? "4.7.1", v.message ?? "Try again later");
   }
@@ -112,11 +118,15 @@ export function createListener(deps: ListenerDeps): SMTPServer {
   };
 
   const refuse = (s: ConnState, err: SmtpReplyError, stage: string): SmtpReplyError => {
-    s.log.info({ verdict: s.tx.record(), stage, reply: `${err.responseCode} ${err.message}` }, "filter verdict");
+    s.log.info(
+      { verdict: s.tx.record(), stage, reply: `${err.responseCode} ${err.message}` },
+      "filter verdict",
+    );
     return err;
   };
 
-  const resolver = deps.dnsServers && deps.dnsServers.length > 0 ? new CallbackResolver({ timeout: 3000 }) : undefined;
+  const resolver =
+    deps.dnsServers && deps.dnsServers.length > 0 ? new CallbackResolver({ timeout: 3000 }) : undefined;
   if (resolver && deps.dnsServers) resolver.setServers(deps.dnsServers);
 
   const server = new SMTPServer({
@@ -149,7 +159,12 @@ export function createListener(deps: ListenerDeps): SMTPServer {
 
     onConnect(session, callback) {
       const trusted = kind === "relay" && (deps.trusted?.contains(session.remoteAddress) ?? false);
-      const log = logger.child({ cid: session.id, proto: "smtp", listener: kind, client: session.remoteAddress });
+      const log = logger.child({
+        cid: session.id,
+        proto: "smtp",
+        listener: kind,
+        client: session.remoteAddress,
+      });
       const info: ConnectionInfo = {
         remoteAddress: session.remoteAddress,
         remotePort: session.remotePort,
@@ -159,7 +174,11 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         trustedNetwork: trusted,
         submission: kind === "submission",
       };
-      const s: ConnState = { log, info, trusted, tx: pipeline.transaction(),
+      const s: ConnState = {
+        log,
+        info,
+        trusted,
+        tx: pipeline.transaction(),
         heloSeen: undefined,
         txUsed: false,
         rcpts: new Map(),
@@ -211,7 +230,10 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         .then((account: Account | null) => {
           if (account) {
             s.log.info({ user: account.uid }, "auth ok");
-            const user: AuthUser = { uid: account.uid, addresses: account.addresses.map((a) => a.toLowerCase()) };
+            const user: AuthUser = {
+              uid: account.uid,
+              addresses: account.addresses.map((a) => a.toLowerCase()),
+            };
             s.info.authenticatedUser = account.uid;
             s.tx.onAuth?.(account.uid);
             callback(null, { user });
@@ -222,7 +244,10 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           setTimeout(() => callback(reply(535, "5.7.8", "Authentication credentials invalid")), delay);
         })
         .catch((err: unknown) => {
-          s.log.error({ err: err instanceof DirectoryUnavailableError ? err.message : err }, "auth lookup failed");
+          s.log.error(
+            { err: err instanceof DirectoryUnavailableError ? err.message : err },
+            "auth lookup failed",
+          );
           callback(reply(454, "4.7.0", "Temporary authentication failure"));
         });
     },
@@ -246,14 +271,20 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         if (kind === "submission") {
           const user = session.user as AuthUser | undefined;
           if (!user) {
-            throw reply(530, "5.7.0", session.secure ? "Authentication required" : "Must issue a STARTTLS command first");
+            throw reply(
+              530,
+              "5.7.0",
+              session.secure ? "Authentication required" : "Must issue a STARTTLS command first",
+            );
           }
           // RFC 6409 §6.1: the submission server may check the sender against the authenticated identity.
-          if (!user || !user.addresses.includes(sender.toLowerCase())) {
-            throw reply(553, "5.7.1", `<${sender}>: Sender address not owned by user ${user?.uid ?? "(none)"}`);
+          if (!user.addresses.includes(sender.toLowerCase())) {
+            throw reply(553, "5.7.1", `<${sender}>: Sender address not owned by user ${user.uid}`);
           }
         }
-        if (sender !== "" && typeof parseAddress(sender) === "string") {
+        // Routing syntax in a sender is odd but harmless (nothing is sent there but DSNs); bad syntax is not.
+        const parsedSender = sender === "" ? null : parseAddress(sender);
+        if (parsedSender === "syntax" || parsedSender === "too-long") {
           throw reply(553, "5.1.7", `<${sender}>: Sender address syntax not accepted`);
         }
         const err = verdictError(await tx.onMailFrom(sender));
@@ -267,10 +298,15 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const s = state(session);
       (async () => {
-        const raw = address.address.toLowerCase() === "postmaster" ? `postmaster@${domains.first}` : address.address;
+        const raw =
+          address.address.toLowerCase() === "postmaster" ? `postmaster@${domains.first}` : address.address;
         const parsed = parseAddress(raw);
         if (parsed === "routing") {
-          throw reply(550, "5.7.1", `<${raw}>: Relay access denied: routing syntax (%, !, quotes) not accepted`);
+          throw reply(
+            550,
+            "5.7.1",
+            `<${raw}>: Relay access denied: routing syntax (%, !, quotes) not accepted`,
+          );
         }
         if (parsed === "too-long") throw reply(553, "5.1.3", "Address too long (RFC 5321 §4.5.3.1)");
         if (parsed === "syntax") throw reply(553, "5.1.3", `<${raw}>: Bad recipient address syntax`);
@@ -314,7 +350,9 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         const single = rcptTo.length === 1 ? rcptTo[0] : undefined;
         let prefix = receivedHeader({
           helo: session.hostNameAppearsAs || "",
-          ...(session.clientHostname ? { clientHostname: session.clientHostname.replace(/^\[|\]$/g, "") } : {}),
+          ...(session.clientHostname
+            ? { clientHostname: session.clientHostname.replace(/^\[|\]$/g, "") }
+            : {}),
           clientAddress: session.remoteAddress,
           byHost: hostname,
           protocol: withProtocol({
@@ -328,13 +366,17 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           ...(session.tlsOptions ? { tls: `${session.tlsOptions.version} ${session.tlsOptions.name}` } : {}),
           date: now,
         });
-        for (const [name, value] of verdict.addHeaders) prefix += `${name}: ${value.replace(/[\r\n]+/g, " ")}\r\n`;
+        for (const [name, value] of verdict.addHeaders)
+          prefix += `${name}: ${value.replace(/[\r\n]+/g, " ")}\r\n`;
         if (user || s.trusted) prefix += submissionHeaders(body, id, hostname, now);
         const kept = verdict.removeHeaders?.length ? removeHeaders(body, verdict.removeHeaders) : body;
         const message = Buffer.concat([Buffer.from(prefix), kept]);
         if (verdict.disposition === "discard") {
           // Postfix DISCARD: the client is told 250, the message goes nowhere.
-          s.log.info({ queueId: id, from: mailFrom, rcpt: rcptTo, verdict: s.tx.record() }, "discarded by policy");
+          s.log.info(
+            { queueId: id, from: mailFrom, rcpt: rcptTo, verdict: s.tx.record() },
+            "discarded by policy",
+          );
           return id;
         }
 

@@ -30,12 +30,16 @@ export function parseListen(address: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port: Number(match[3]) };
 }
 
-export async function startSmtp(ctx: ServiceContext, options: SmtpServiceOptions = {}): Promise<RunningService> {
+export async function startSmtp(
+  ctx: ServiceContext,
+  options: SmtpServiceOptions = {},
+): Promise<RunningService> {
   const { config, logger } = ctx;
   const smtp = config.smtp;
   if (!smtp) throw new Error("runtime.yaml: `smtp` section missing for the smtp service");
   if (!config.queue) throw new Error("runtime.yaml: `queue` section missing for the smtp service");
-  if (!ctx.directory) throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
+  if (!ctx.directory)
+    throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
   const roles = new Set(config.host.roles);
   const wantMx = Boolean(smtp.mx) && (roles.has("mx") || roles.has("test"));
   const wantRelay = Boolean(smtp.relay) && (roles.has("relay") || roles.has("test"));

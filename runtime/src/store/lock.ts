@@ -1,12 +1,14 @@
 /**
  * Lock files shared by the processes on the store host (IMAP, POP3 and LMTP
- * run as separate services): created with O_EXCL, holding "<pid> <host> <ms>".
+ * run as separate services): a symlink whose target is "<pid> <host> <ms>" —
+ * created atomically (EEXIST when held) and read back in one call each, the
+ * old lockfile trick of Emacs and Mozilla.
  * A lock whose holder is gone (pid dead on this host) or that is older than its
  * stale age is broken. Breaking renames the lock aside first, so of two
  * processes breaking the same stale lock only one wins.
  */
 import { randomBytes } from "node:crypto";
-import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { lstat, readlink, rename, symlink, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isErrno, sleep } from "./fsutil.js";
 import { StoreError } from "./types.js";
@@ -38,7 +40,7 @@ async function staleContent(path: string, options: LockOptions): Promise<string 
   let text: string;
   let mtimeMs: number;
   try {
-    [text, mtimeMs] = await Promise.all([readFile(path, "utf8"), stat(path).then((s) => s.mtimeMs)]);
+    [text, mtimeMs] = await Promise.all([readlink(path), lstat(path).then((s) => s.mtimeMs)]);
   } catch (err) {
     if (isErrno(err, "ENOENT")) return null; // released meanwhile: just retry
     throw err;
@@ -63,8 +65,8 @@ async function breakLock(path: string, staleText: string): Promise<void> {
     if (isErrno(err, "ENOENT")) return;
     throw err;
   }
-  const text = await readFile(aside, "utf8").catch(() => staleText);
-  if (text !== staleText) await link(aside, path).catch(() => undefined);
+  const text = await readlink(aside).catch(() => staleText);
+  if (text !== staleText) await symlink(text, path).catch(() => undefined);
   await unlink(aside).catch(() => undefined);
 }
 
@@ -74,12 +76,7 @@ export async function acquireLock(path: string, options: LockOptions): Promise<(
   let delay = 1;
   for (;;) {
     try {
-      const handle = await open(path, "wx", 0o600);
-      try {
-        await handle.writeFile(`${process.pid} ${HOST} ${Date.now()}`);
-      } finally {
-        await handle.close();
-      }
+      await symlink(`${process.pid} ${HOST} ${Date.now()}`, path);
       let released = false;
       return async () => {
         if (released) return;

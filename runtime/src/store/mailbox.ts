@@ -6,7 +6,7 @@
  * LMTP and IMAP are separate services on the store host).
  */
 import { type FSWatcher, watch } from "node:fs";
-import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
@@ -15,7 +15,16 @@ import { acquireLock, Mutex } from "./lock.js";
 import type { TmpMessage } from "./save.js";
 import { dirMtimes, reconcile } from "./sync.js";
 import { StoreError } from "./types.js";
-import { INDEX_FILE, type IndexData, parseIndex, serializeIndex } from "./uidlist.js";
+import {
+  applyLog,
+  INDEX_FILE,
+  INDEX_LOG_FILE,
+  type IndexData,
+  type IndexRecord,
+  logLines,
+  parseIndex,
+  serializeIndex,
+} from "./uidlist.js";
 
 export const LOCK_FILE = "mailinfra-index.lock";
 /** Index updates hold the lock for milliseconds; one this old belongs to a hung or dead process. */
@@ -35,7 +44,12 @@ export interface Tx {
   keywords: string[];
   dirty: boolean;
   keywordsDirty: boolean;
+  /** Set by appends that changed nothing else: written to the index log instead of a new index. */
+  appended?: IndexRecord[];
 }
+
+/** The log is folded into a new index once it is this big (readers parse it whole). */
+export const MAX_INDEX_LOG_BYTES = 64 * 1024;
 
 export interface PendingAppend extends TmpMessage {
   flags: string[];
@@ -47,7 +61,14 @@ function clone(data: IndexData): IndexData {
 
 export class Mailbox {
   private readonly mutex = new Mutex();
-  private cache: { key: string; data: IndexData } | null = null;
+  private cache: {
+    key: string;
+    baseKey: string;
+    data: IndexData;
+    /** Bytes of log applied; 0 = no log; -1 = a log of another generation is lying there. */
+    logBytes: number;
+    torn: boolean;
+  } | null = null;
   private keywordCache: { key: string; list: string[] } | null = null;
   private readonly listeners = new Set<() => void>();
   private watcher: FSWatcher | null = null;
@@ -55,7 +76,7 @@ export class Mailbox {
   private notifyTimer: NodeJS.Timeout | null = null;
   private pending: Array<{
     item: PendingAppend;
-    resolve: (uid: number) => void;
+    resolve: (r: { uid: number; uidValidity: number }) => void;
     reject: (e: unknown) => void;
   }> = [];
   private flushing = false;
@@ -79,26 +100,42 @@ export class Mailbox {
     }
   }
 
-  private async readIndex(): Promise<IndexData | null> {
-    const file = join(this.path, INDEX_FILE);
-    let key: string;
+  private async statKey(file: string): Promise<string | null> {
     try {
       const st = await stat(file, { bigint: true });
-      key = `${st.ino}:${st.mtimeNs}:${st.size}`;
+      return `${st.ino}:${st.mtimeNs}:${st.size}`;
     } catch (err) {
       if (isErrno(err, "ENOENT")) return null;
       throw err;
     }
+  }
+
+  private async readIndex(): Promise<IndexData | null> {
+    const file = join(this.path, INDEX_FILE);
+    const logFile = join(this.path, INDEX_LOG_FILE);
+    const [baseKey, logKey] = await Promise.all([this.statKey(file), this.statKey(logFile)]);
+    if (baseKey === null) return null;
+    const key = `${baseKey}|${logKey ?? "none"}`;
     if (this.cache?.key === key) return this.cache.data;
     let text: string;
+    let logText: string | null = null;
     try {
       text = await readFile(file, "utf8");
+      if (logKey !== null) logText = await readFile(logFile, "utf8").catch(() => null);
     } catch (err) {
       if (isErrno(err, "ENOENT")) return null;
       throw err;
     }
     const data = parseIndex(text);
-    if (data) this.cache = { key, data };
+    if (!data) return null;
+    let logBytes = 0;
+    let torn = false;
+    if (logText !== null) {
+      const r = applyLog(data, logText);
+      logBytes = r.applied ? Buffer.byteLength(logText) : -1;
+      torn = r.torn;
+    }
+    this.cache = { key, baseKey, data, logBytes, torn };
     return data;
   }
 
@@ -120,41 +157,73 @@ export class Mailbox {
     return m.newMtime === data.newMtime && m.curMtime === data.curMtime;
   }
 
-  private async ensureExists(): Promise<void> {
-    if (!(await this.exists())) throw new StoreError("NONEXISTENT", "mailbox does not exist");
-  }
-
   /** The current index (read-only: do not mutate). Takes the lock only when the Maildir changed behind it. */
   async current(): Promise<IndexData> {
-    await this.ensureExists();
-    const data = await this.readIndex();
-    if (data && (await this.fresh(data))) return data;
+    let data: IndexData | null;
+    try {
+      data = await this.readIndex();
+      if (data && (await this.fresh(data))) return data;
+    } catch (err) {
+      if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR"))
+        throw new StoreError("NONEXISTENT", "mailbox does not exist");
+      throw err;
+    }
     return this.update(async (tx) => tx.data);
   }
 
   /** Runs `fn` under the mutex and the lock file on an up-to-date copy of the index; writes it when dirty. */
-  update<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+  update<T>(fn: (tx: Tx) => Promise<T>, options: { keywords?: boolean } = {}): Promise<T> {
     return this.mutex.run(async () => {
-      await this.ensureExists();
-      const release = await acquireLock(join(this.path, LOCK_FILE), {
-        timeoutMs: INDEX_LOCK_TIMEOUT_MS,
-        staleMs: INDEX_LOCK_STALE_MS,
-        otherHostIsStale: false,
-      });
+      let release: () => Promise<void>;
       try {
-        let data = await this.readIndex();
+        release = await acquireLock(join(this.path, LOCK_FILE), {
+          timeoutMs: INDEX_LOCK_TIMEOUT_MS,
+          staleMs: INDEX_LOCK_STALE_MS,
+          otherHostIsStale: false,
+        });
+      } catch (err) {
+        if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR")) {
+          throw new StoreError("NONEXISTENT", "mailbox does not exist");
+        }
+        throw err;
+      }
+      try {
+        let data: IndexData | null;
+        let isFresh: boolean;
+        try {
+          data = await this.readIndex();
+          isFresh = await this.fresh(data);
+        } catch (err) {
+          if (isErrno(err, "ENOENT") || isErrno(err, "ENOTDIR")) {
+            throw new StoreError("NONEXISTENT", "mailbox does not exist");
+          }
+          throw err;
+        }
         let dirty = false;
-        if (!(await this.fresh(data))) {
+        let reconciled = false;
+        if (!isFresh) {
           const r = await reconcile(this.path, data ? clone(data) : null, this.options.newUidValidity);
           data = r.data;
           dirty = r.changed;
+          reconciled = r.changed;
         } else {
           data = clone(data as IndexData);
         }
-        const tx: Tx = { data, keywords: [...(await this.keywords())], dirty, keywordsDirty: false };
+        const state = this.cache;
+        // Appends without flags never need the keyword list: save the read.
+        const keywords = options.keywords === false ? [] : [...(await this.keywords())];
+        const tx: Tx = { data, keywords, dirty, keywordsDirty: false };
         const result = await fn(tx);
-        if (tx.keywordsDirty) await writeKeywords(this.path, tx.keywords, this.options.fsync);
-        if (tx.dirty) await this.writeIndex(tx.data);
+        if (tx.keywordsDirty && options.keywords !== false)
+          await writeKeywords(this.path, tx.keywords, this.options.fsync);
+        if (tx.dirty) {
+          const logBytes = state?.data === undefined ? 0 : state.logBytes;
+          if (tx.appended && !reconciled && state && !state.torn && logBytes < MAX_INDEX_LOG_BYTES) {
+            await this.appendLog(tx.data, tx.appended, logBytes, state.baseKey);
+          } else {
+            await this.writeIndex(tx.data);
+          }
+        }
         if (tx.dirty || tx.keywordsDirty) this.scheduleNotify();
         return result;
       } finally {
@@ -167,6 +236,7 @@ export class Mailbox {
     const m = await dirMtimes(this.path);
     data.newMtime = m.newMtime;
     data.curMtime = m.curMtime;
+    data.generation += 1;
     const file = join(this.path, INDEX_FILE);
     await writeAtomic(
       join(this.path, `${INDEX_FILE}.tmp`),
@@ -175,12 +245,41 @@ export class Mailbox {
       serializeIndex(data),
       this.options.fsync,
     );
-    const st = await stat(file, { bigint: true });
-    this.cache = { key: `${st.ino}:${st.mtimeNs}:${st.size}`, data };
+    // The old log names the old generation: harmless if a crash keeps it, removed now.
+    await unlink(join(this.path, INDEX_LOG_FILE)).catch(() => undefined);
+    const baseKey = (await this.statKey(file)) as string;
+    this.cache = { key: `${baseKey}|none`, baseKey, data, logBytes: 0, torn: false };
+  }
+
+  /** Appends to the index log: one write and one fsync (plus the directory's when the log is new). */
+  private async appendLog(data: IndexData, appended: IndexRecord[], logBytes: number, baseKey: string) {
+    const m = await dirMtimes(this.path);
+    data.newMtime = m.newMtime;
+    data.curMtime = m.curMtime;
+    const fresh = logBytes <= 0;
+    const text = logLines(data, appended, fresh);
+    const logFile = join(this.path, INDEX_LOG_FILE);
+    // A log of another generation (-1) is truncated: nobody applies it.
+    const handle = await open(logFile, fresh ? "w" : "a", 0o600);
+    try {
+      await handle.write(text);
+      if (this.options.fsync) await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    if (fresh && this.options.fsync) await fsyncPath(this.path);
+    const logKey = await this.statKey(logFile);
+    this.cache = {
+      key: `${baseKey}|${logKey ?? "none"}`,
+      baseKey,
+      data,
+      logBytes: (fresh ? 0 : logBytes) + Buffer.byteLength(text),
+      torn: false,
+    };
   }
 
   /** Group commit: appends waiting while an update runs are renamed into place and indexed together. */
-  commitAppend(item: PendingAppend): Promise<number> {
+  commitAppend(item: PendingAppend): Promise<{ uid: number; uidValidity: number }> {
     return new Promise((resolve, reject) => {
       this.pending.push({ item, resolve, reject });
       if (!this.flushing) void this.flush();
@@ -193,47 +292,56 @@ export class Mailbox {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0);
         const outcome = new Map<PendingAppend, number | Error>();
+        let uidValidity = 0;
         try {
-          await this.update(async (tx) => {
-            const dirs = new Set<string>();
-            for (const { item } of batch) {
-              let letters: string;
-              try {
-                const r = flagsToLetters(item.flags, tx.keywords);
-                letters = r.letters;
-                if (r.added) tx.keywordsDirty = true;
-              } catch (err) {
-                outcome.set(item, err as Error);
-                continue;
+          await this.update(
+            async (tx) => {
+              uidValidity = tx.data.uidValidity;
+              const appended: IndexRecord[] = [];
+              const dirs = new Set<string>();
+              for (const { item } of batch) {
+                let letters: string;
+                try {
+                  const r = flagsToLetters(item.flags, tx.keywords);
+                  letters = r.letters;
+                  if (r.added) tx.keywordsDirty = true;
+                } catch (err) {
+                  outcome.set(item, err as Error);
+                  continue;
+                }
+                const dir = item.flags.length > 0 ? "cur" : "new";
+                const name = dir === "cur" ? curName(item.base, letters) : item.base;
+                await rename(item.tmpPath, join(this.path, dir, name));
+                dirs.add(dir);
+                const known = tx.data.records.find((r) => r.base === item.base);
+                if (known) {
+                  outcome.set(item, known.uid);
+                  continue;
+                }
+                const uid = tx.data.uidNext++;
+                tx.data.highestModseq += 1;
+                const record: IndexRecord = {
+                  uid,
+                  modseq: tx.data.highestModseq,
+                  size: item.size,
+                  internalDate: item.internalDate,
+                  dir,
+                  letters: dir === "cur" ? letters : "",
+                  base: item.base,
+                };
+                tx.data.records.push(record);
+                appended.push(record);
+                outcome.set(item, uid);
+                tx.dirty = true;
               }
-              const dir = item.flags.length > 0 ? "cur" : "new";
-              const name = dir === "cur" ? curName(item.base, letters) : item.base;
-              await rename(item.tmpPath, join(this.path, dir, name));
-              dirs.add(dir);
-              const known = tx.data.records.find((r) => r.base === item.base);
-              if (known) {
-                outcome.set(item, known.uid);
-                continue;
-              }
-              const uid = tx.data.uidNext++;
-              tx.data.highestModseq += 1;
-              tx.data.records.push({
-                uid,
-                modseq: tx.data.highestModseq,
-                size: item.size,
-                internalDate: item.internalDate,
-                dir,
-                letters: dir === "cur" ? letters : "",
-                base: item.base,
-              });
-              outcome.set(item, uid);
-              tx.dirty = true;
-            }
-            if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
-          });
+              tx.appended = appended;
+              if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
+            },
+            { keywords: batch.some(({ item }) => item.flags.length > 0) },
+          );
           for (const { item, resolve, reject } of batch) {
             const r = outcome.get(item);
-            if (typeof r === "number") resolve(r);
+            if (typeof r === "number") resolve({ uid: r, uidValidity });
             else {
               await unlink(item.tmpPath).catch(() => undefined);
               reject(r ?? new StoreError("TEMPFAIL", "append not committed"));

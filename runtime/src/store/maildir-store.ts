@@ -20,6 +20,9 @@ export interface MaildirStoreOptions {
   defaultQuotaBytes: number;
 }
 
+/** Unused mailboxes kept with their parsed index. */
+export const IDLE_MAILBOX_CACHE = 256;
+
 /** tmp/ files older than this are leftovers of crashed writers (Maildir spec: 36 hours). */
 export const TMP_MAX_AGE_MS = 36 * 3600 * 1000;
 
@@ -42,9 +45,12 @@ async function cleanTmp(path: string): Promise<void> {
 export function createMaildirStore(options: MaildirStoreOptions): MailStore {
   const fsync = options.fsync ?? true;
   const mailboxes = new Map<string, Mailbox>();
+  // Roots known to exist (and whose tmp/ was swept) in this process: no stat per delivery.
+  const known = new Set<string>();
 
   const acquire = (path: string): Mailbox => {
     let mailbox = mailboxes.get(path);
+    if (mailbox) idle.delete(mailbox);
     if (!mailbox) {
       mailbox = new Mailbox(path, { fsync, newUidValidity });
       mailboxes.set(path, mailbox);
@@ -52,13 +58,22 @@ export function createMaildirStore(options: MaildirStoreOptions): MailStore {
     mailbox.refs += 1;
     return mailbox;
   };
+  // Mailboxes nobody uses stay cached (their parsed index saves a read per delivery), least recently used first out.
+  const idle = new Set<Mailbox>();
   const release = (mailbox: Mailbox): void => {
     mailbox.refs -= 1;
-    // Let in-flight work settle before dropping the cache.
+    // Let in-flight work settle before parking it.
     setImmediate(() => {
-      if (mailbox.idle && mailboxes.get(mailbox.path) === mailbox) {
-        mailbox.close();
-        mailboxes.delete(mailbox.path);
+      if (!mailbox.idle || mailboxes.get(mailbox.path) !== mailbox) return;
+      idle.delete(mailbox);
+      idle.add(mailbox);
+      while (idle.size > IDLE_MAILBOX_CACHE) {
+        const oldest = idle.values().next().value as Mailbox;
+        idle.delete(oldest);
+        if (oldest.idle && mailboxes.get(oldest.path) === oldest) {
+          oldest.close();
+          mailboxes.delete(oldest.path);
+        }
       }
     });
   };
@@ -66,13 +81,17 @@ export function createMaildirStore(options: MaildirStoreOptions): MailStore {
   return {
     async open(user: string, openOptions?: { quotaBytes?: number }): Promise<UserStore> {
       const root = join(options.root, checkUser(user));
-      try {
-        await stat(join(root, "cur"));
-      } catch (err) {
-        if (!isErrno(err, "ENOENT")) throw err;
-        await makeMaildir(root, false);
+      if (!known.has(root)) {
+        try {
+          await stat(join(root, "cur"));
+        } catch (err) {
+          if (!isErrno(err, "ENOENT")) throw err;
+          await makeMaildir(root, false);
+        }
+        void cleanTmp(root);
+        if (known.size > 100_000) known.clear();
+        known.add(root);
       }
-      void cleanTmp(root);
       return new MaildirUserStore(user, root, {
         fsync,
         quotaBytes: openOptions?.quotaBytes ?? options.defaultQuotaBytes,
@@ -83,6 +102,7 @@ export function createMaildirStore(options: MaildirStoreOptions): MailStore {
     async close(): Promise<void> {
       for (const mailbox of mailboxes.values()) mailbox.close();
       mailboxes.clear();
+      idle.clear();
     },
   };
 }

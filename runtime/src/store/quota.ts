@@ -5,6 +5,7 @@
  * recalculated from the folders when missing, when the limit changed, or when
  * it grew past 5120 bytes (the Maildir++ rule), and written atomically.
  */
+import { constants } from "node:fs";
 import { appendFile, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { parseName } from "./filename.js";
@@ -50,7 +51,28 @@ export async function calculateUsage(userRoot: string): Promise<Usage> {
   return usage;
 }
 
+/** Parsed maildirsize per file version (inode, size, mtime): a stat instead of a read when unchanged. */
+const cache = new Map<string, { key: string; limit: number; usage: Usage }>();
+const CACHE_MAX = 10_000;
+
 export async function readUsage(userRoot: string, limitBytes: number): Promise<Usage> {
+  const file = join(userRoot, QUOTA_FILE);
+  let key = "";
+  try {
+    const st = await stat(file, { bigint: true });
+    key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+  } catch (err) {
+    if (!isErrno(err, "ENOENT")) throw err;
+  }
+  const hit = cache.get(file);
+  if (key && hit?.key === key && hit.limit === limitBytes) return { ...hit.usage };
+  const usage = await readUsageFile(userRoot, limitBytes);
+  if (cache.size >= CACHE_MAX) cache.clear();
+  if (key) cache.set(file, { key, limit: limitBytes, usage: { ...usage } });
+  return usage;
+}
+
+async function readUsageFile(userRoot: string, limitBytes: number): Promise<Usage> {
   const file = join(userRoot, QUOTA_FILE);
   let text: string | null = null;
   try {
@@ -89,12 +111,24 @@ export async function readUsage(userRoot: string, limitBytes: number): Promise<U
 
 export async function addUsage(userRoot: string, bytes: number, messages: number): Promise<void> {
   if (bytes === 0 && messages === 0) return;
+  const file = join(userRoot, QUOTA_FILE);
+  const line = `${bytes} ${messages}\n`;
   try {
-    await stat(join(userRoot, QUOTA_FILE));
-  } catch {
-    return; // recalculated on next read
+    // O_APPEND without O_CREAT: a missing file is recalculated on the next read instead.
+    await appendFile(file, line, { flag: constants.O_WRONLY | constants.O_APPEND });
+  } catch (err) {
+    if (isErrno(err, "ENOENT")) return;
+    throw err;
   }
-  await appendFile(join(userRoot, QUOTA_FILE), `${bytes} ${messages}\n`);
+  // Keep the parsed usage when nobody else appended in between (the size grew by exactly our line).
+  const hit = cache.get(file);
+  if (!hit) return;
+  const st = await stat(file, { bigint: true }).catch(() => null);
+  const [ino, , size] = hit.key.split(":");
+  if (st && String(st.ino) === ino && st.size === BigInt(size ?? -1) + BigInt(line.length)) {
+    hit.key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+    hit.usage = { bytes: hit.usage.bytes + bytes, messages: hit.usage.messages + messages };
+  } else cache.delete(file);
 }
 
 /** Forces a recalculation (after deleting a folder). */

@@ -32,15 +32,17 @@ export function toCrlf(content: Buffer): Buffer {
 export async function writeTmp(
   mailboxPath: string,
   content: Buffer,
-  internalDate: Date,
+  internalDate: Date | undefined,
   fsync: boolean,
 ): Promise<TmpMessage> {
+  const now = Date.now();
   const base = baseName(uniqueName(), content.length);
   const tmpPath = join(mailboxPath, "tmp", base);
   const handle = await open(tmpPath, "wx", 0o600);
   try {
     await handle.writeFile(content);
-    await handle.utimes(internalDate, internalDate);
+    // The file's mtime is the internal date (what a rebuild reads back); "now" needs no call.
+    if (internalDate) await handle.utimes(internalDate, internalDate);
     if (fsync) await handle.sync();
   } catch (err) {
     await handle.close().catch(() => undefined);
@@ -48,7 +50,7 @@ export async function writeTmp(
     throw err;
   }
   await handle.close();
-  return { tmpPath, base, size: content.length, internalDate: internalDate.getTime() };
+  return { tmpPath, base, size: content.length, internalDate: internalDate?.getTime() ?? now };
 }
 
 /** COPY: a hard link to the same file under a new name in the target's tmp/ (a copy where links fail). */

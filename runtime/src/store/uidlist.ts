@@ -12,11 +12,24 @@
  * fsynced, so a reader sees the old or the new index and never a mix. A file
  * that fails the checksum or the grammar is "damaged": the mailbox is rebuilt
  * from the Maildir with a new UIDVALIDITY (RFC 3501 §2.3.1.1).
+ *
+ * Deliveries, the hot path, do not rewrite it: they append to
+ * `mailinfra-index.log` (one fsync, no rename) lines of the form
+ *
+ *   G <generation>                                  (first line)
+ *   A <uid> <modseq> <size> <date> <n|c> <letters> <base> #<check>
+ *   H <uidnext> <highestmodseq> <firstrecent> <newmtime> <curmtime> #<check>
+ *
+ * The log applies only to the index of the same generation; any other update
+ * writes a new index (next generation) and removes the log. A torn last line
+ * (power loss mid-append, before the delivery was acknowledged) fails its
+ * check and is ignored; the next writer compacts.
  */
 import { createHash } from "node:crypto";
 
 export const INDEX_FILE = "mailinfra-index";
-const MAGIC = "mailinfra-index 1";
+export const INDEX_LOG_FILE = "mailinfra-index.log";
+const MAGIC = "mailinfra-index 2";
 
 export interface IndexRecord {
   uid: number;
@@ -29,6 +42,8 @@ export interface IndexRecord {
 }
 
 export interface IndexData {
+  /** Which log extends this index. */
+  generation: number;
   uidValidity: number;
   uidNext: number;
   highestModseq: number;
@@ -41,6 +56,7 @@ export interface IndexData {
 
 export function emptyIndex(uidValidity: number): IndexData {
   return {
+    generation: 1,
     uidValidity,
     uidNext: 1,
     highestModseq: 1,
@@ -53,18 +69,100 @@ export function emptyIndex(uidValidity: number): IndexData {
 
 export function serializeIndex(data: IndexData): string {
   const lines = [
-    `${MAGIC} ${data.uidValidity} ${data.uidNext} ${data.highestModseq} ${data.firstRecentUid} ${data.newMtime} ${data.curMtime}`,
+    `${MAGIC} ${data.generation} ${data.uidValidity} ${data.uidNext} ${data.highestModseq} ${data.firstRecentUid} ${data.newMtime} ${data.curMtime}`,
   ];
-  for (const r of data.records) {
-    lines.push(
-      `${r.uid} ${r.modseq} ${r.size} ${r.internalDate} ${r.dir === "new" ? "n" : "c"} ${r.letters || "-"} ${r.base}`,
-    );
-  }
+  for (const r of data.records) lines.push(recordLine(r));
   const body = `${lines.join("\n")}\n`;
   return `${body}end ${createHash("sha256").update(body).digest("hex")}\n`;
 }
 
+function recordLine(r: IndexRecord): string {
+  return `${r.uid} ${r.modseq} ${r.size} ${r.internalDate} ${r.dir === "new" ? "n" : "c"} ${r.letters || "-"} ${r.base}`;
+}
+
 const INT = /^\d{1,15}$/;
+
+function parseRecord(f: string[]): IndexRecord | null {
+  if (f.length < 7) return null;
+  const [uid, modseq, size, date] = f.slice(0, 4).map((v) => (INT.test(v) ? Number(v) : Number.NaN)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  if ([uid, modseq, size, date].some(Number.isNaN)) return null;
+  if (f[4] !== "n" && f[4] !== "c") return null;
+  return {
+    uid,
+    modseq,
+    size,
+    internalDate: date,
+    dir: f[4] === "n" ? "new" : "cur",
+    letters: f[5] === "-" ? "" : (f[5] as string),
+    base: f.slice(6).join(" "),
+  };
+}
+
+const check = (line: string) => createHash("sha1").update(line).digest("hex").slice(0, 8);
+
+/** Log lines for appended records plus the new header values. */
+export function logLines(data: IndexData, appended: IndexRecord[], withGeneration: boolean): string {
+  const lines = appended.map((r) => `A ${recordLine(r)}`);
+  lines.push(
+    `H ${data.uidNext} ${data.highestModseq} ${data.firstRecentUid} ${data.newMtime} ${data.curMtime}`,
+  );
+  const body = lines.map((l) => `${l} #${check(l)}\n`).join("");
+  return withGeneration ? `G ${data.generation}\n${body}` : body;
+}
+
+/**
+ * Applies a log to the index it extends (mutating it). Returns false when the
+ * log belongs to another generation (ignored); `torn` when a line failed its check.
+ */
+export function applyLog(data: IndexData, text: string): { applied: boolean; torn: boolean } {
+  const lines = text.split("\n");
+  const last = lines.pop(); // "" after a final "\n"; anything else is a torn line
+  let torn = last !== "";
+  if (lines[0] !== `G ${data.generation}`) return { applied: false, torn: false };
+  const mtime = /^\d{1,30}$/;
+  // A and H lines come in groups written by one append: A lines count only once their H line is there.
+  let pending: IndexRecord[] = [];
+  for (const raw of lines.slice(1)) {
+    const hash = raw.lastIndexOf(" #");
+    const line = raw.slice(0, hash);
+    if (hash < 0 || check(line) !== raw.slice(hash + 2)) {
+      torn = true;
+      break;
+    }
+    const f = line.split(" ");
+    if (f[0] === "A") {
+      const r = parseRecord(f.slice(1));
+      const lastUid = pending.at(-1)?.uid ?? data.records.at(-1)?.uid ?? 0;
+      if (!r || r.uid <= lastUid) {
+        torn = true;
+        break;
+      }
+      pending.push(r);
+    } else if (f[0] === "H" && f.length === 6 && f.slice(1, 4).every((v) => INT.test(v))) {
+      if (!mtime.test(f[4] as string) || !mtime.test(f[5] as string)) {
+        torn = true;
+        break;
+      }
+      data.records.push(...pending);
+      pending = [];
+      data.uidNext = Math.max(Number(f[1]), (data.records.at(-1)?.uid ?? 0) + 1);
+      data.highestModseq = Number(f[2]);
+      data.firstRecentUid = Number(f[3]);
+      data.newMtime = f[4] as string;
+      data.curMtime = f[5] as string;
+    } else {
+      torn = true;
+      break;
+    }
+  }
+  if (pending.length > 0) torn = true;
+  return { applied: true, torn };
+}
 
 /** null = damaged (bad checksum or grammar). */
 export function parseIndex(text: string): IndexData | null {
@@ -76,48 +174,35 @@ export function parseIndex(text: string): IndexData | null {
   const lines = body.split("\n");
   lines.pop(); // the empty string after the last "\n"
   const head = lines[0]?.split(" ") ?? [];
-  if (head.length !== 8 || `${head[0]} ${head[1]}` !== MAGIC) return null;
-  const nums = head.slice(2, 6);
+  if (head.length !== 9 || `${head[0]} ${head[1]}` !== MAGIC) return null;
+  const nums = head.slice(2, 7);
   const mtime = /^\d{1,30}$/;
-  if (!nums.every((n) => INT.test(n)) || !mtime.test(head[6] ?? "") || !mtime.test(head[7] ?? ""))
+  if (!nums.every((n) => INT.test(n)) || !mtime.test(head[7] ?? "") || !mtime.test(head[8] ?? "")) {
     return null;
-  const [uidValidity, uidNext, highestModseq, firstRecentUid] = nums.map(Number) as [
+  }
+  const [generation, uidValidity, uidNext, highestModseq, firstRecentUid] = nums.map(Number) as [
+    number,
     number,
     number,
     number,
     number,
   ];
   const data: IndexData = {
+    generation,
     uidValidity,
     uidNext,
     highestModseq,
     firstRecentUid,
-    newMtime: head[6]!,
-    curMtime: head[7]!,
+    newMtime: head[7]!,
+    curMtime: head[8]!,
     records: [],
   };
   let lastUid = 0;
   for (let i = 1; i < lines.length; i++) {
-    const f = (lines[i] as string).split(" ");
-    if (f.length < 7) return null;
-    const [uid, modseq, size, date] = f.slice(0, 4).map((v) => (INT.test(v) ? Number(v) : Number.NaN)) as [
-      number,
-      number,
-      number,
-      number,
-    ];
-    if ([uid, modseq, size, date].some(Number.isNaN) || uid <= lastUid || uid >= uidNext) return null;
-    if (f[4] !== "n" && f[4] !== "c") return null;
-    lastUid = uid;
-    data.records.push({
-      uid,
-      modseq,
-      size,
-      internalDate: date,
-      dir: f[4] === "n" ? "new" : "cur",
-      letters: f[5] === "-" ? "" : (f[5] as string),
-      base: f.slice(6).join(" "),
-    });
+    const r = parseRecord((lines[i] as string).split(" "));
+    if (!r || r.uid <= lastUid || r.uid >= uidNext) return null;
+    lastUid = r.uid;
+    data.records.push(r);
   }
   return data;
 }

@@ -305,7 +305,8 @@ export class MaildirUserStore implements UserStore {
 
   async append(rawName: string, raw: Buffer, options?: AppendOptions): Promise<AppendResult> {
     const name = normalizeName(rawName);
-    if (!(await this.exists(name))) {
+    // INBOX is the user's Maildir itself, made by open().
+    if (name !== "INBOX" && !(await this.exists(name))) {
       if (!options?.createIfMissing) throw new StoreError("NONEXISTENT", "mailbox does not exist");
       await this.createMailbox(name).catch((err) => {
         if (!(err instanceof StoreError && err.code === "ALREADYEXISTS")) throw err;
@@ -316,11 +317,10 @@ export class MaildirUserStore implements UserStore {
     const content = toCrlf(raw);
     await this.checkQuota(content.length, 1);
     return this.with(name, async (mailbox) => {
-      const tmp = await writeTmp(mailbox.path, content, options?.internalDate ?? new Date(), this.deps.fsync);
-      const uid = await mailbox.commitAppend({ ...tmp, flags });
+      const tmp = await writeTmp(mailbox.path, content, options?.internalDate, this.deps.fsync);
+      const result = await mailbox.commitAppend({ ...tmp, flags });
       await addUsage(this.root, tmp.size, 1).catch(() => undefined);
-      const data = await mailbox.current();
-      return { uidValidity: data.uidValidity, uid };
+      return result;
     });
   }
 
@@ -336,7 +336,7 @@ export class MaildirUserStore implements UserStore {
     const keywords = await source.keywords();
     return this.with(target, async (mailbox) => {
       const mapping: Array<[number, number]> = [];
-      const commits: Array<Promise<number>> = [];
+      const commits: Array<Promise<{ uid: number; uidValidity: number }>> = [];
       for (const r of records) {
         const tmp = await linkTmp(
           recordPath(source.path, r),
@@ -348,7 +348,7 @@ export class MaildirUserStore implements UserStore {
         const flags = [...lettersToFlags(r.letters, keywords)];
         commits.push(mailbox.commitAppend({ ...tmp, flags }));
       }
-      const uids = await Promise.all(commits);
+      const uids = (await Promise.all(commits)).map((c) => c.uid);
       for (const [i, r] of records.entries()) mapping.push([r.uid, uids[i] as number]);
       await addUsage(this.root, total, records.length).catch(() => undefined);
       const data = await mailbox.current();

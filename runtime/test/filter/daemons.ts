@@ -155,7 +155,7 @@ function tcpProbe(port: number, send: string, expect: RegExp): Promise<boolean> 
  * sa-update cannot run here), -L so no network test is tried, a temp site
  * config (the package's .pre files, which load the plugins) and home.
  */
-export async function startSpamd(): Promise<Daemon> {
+export async function startSpamd(opts: { maxChildren?: number } = {}): Promise<Daemon> {
   const dir = await mkdtemp(join(tmpdir(), "mi-spamd-"));
   // spamd started as root reads its config as "nobody": the temp dir must be world-readable.
   await chmod(dir, 0o755);
@@ -169,7 +169,7 @@ export async function startSpamd(): Promise<Daemon> {
     [
       `--listen=127.0.0.1:${port}`,
       `--pidfile=${join(dir, "spamd.pid")}`,
-      "--max-children=1",
+      `--max-children=${opts.maxChildren ?? 1}`,
       "--syslog=stderr",
       "-L",
       `--siteconfigpath=${dir}`,
@@ -228,7 +228,8 @@ export async function startClamd(opts: { streamMaxLength?: string } = {}): Promi
 /** A TCP server that accepts and never answers (scanner timeouts). */
 export async function startSilentServer(): Promise<{ port: number; stop(): Promise<void> }> {
   const sockets = new Set<Socket>();
-  const server = createServer((s) => {
+  // allowHalfOpen: our client's half-close must not close the server's side (it never answers).
+  const server = createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.on("error", () => {});
     s.resume();

@@ -36,7 +36,11 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startDovecot(options: { password: string; fsync?: boolean; processes?: number }): Promise<Dovecot> {
+export async function startDovecot(options: {
+  password: string;
+  fsync?: boolean;
+  processes?: number;
+}): Promise<Dovecot> {
   const dir = await mkdtemp(join(tmpdir(), "dovecot-"));
   await chmod(dir, 0o755);
   const port = await freePort();
@@ -98,7 +102,9 @@ protocol imap {
 `;
   const confFile = join(dir, "dovecot.conf");
   await writeFile(confFile, conf);
-  const child: ChildProcess = spawn("/usr/sbin/dovecot", ["-F", "-c", confFile], { stdio: ["ignore", "ignore", "pipe"] });
+  const child: ChildProcess = spawn("/usr/sbin/dovecot", ["-F", "-c", confFile], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr += d.toString();

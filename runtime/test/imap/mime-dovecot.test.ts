@@ -64,7 +64,10 @@ async function collect(port: number, label: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  [dovecot, ours] = await Promise.all([startDovecot({ password: "alice-secret-1", fsync: false }), startServer()]);
+  [dovecot, ours] = await Promise.all([
+    startDovecot({ password: "alice-secret-1", fsync: false }),
+    startServer(),
+  ]);
   await Promise.all([collect(dovecot.port, "dovecot"), collect(ours.port, "ours")]);
 });
 

@@ -28,7 +28,12 @@ export function memoryDirectory(): Directory {
   const account = (uid: string): Account | null => {
     const u = USERS[uid];
     if (!u) return null;
-    const a: Account = { uid, dn: `uid=${uid},ou=people,dc=example,dc=org`, mail: `${uid}@example.org`, addresses: [`${uid}@example.org`] };
+    const a: Account = {
+      uid,
+      dn: `uid=${uid},ou=people,dc=example,dc=org`,
+      mail: `${uid}@example.org`,
+      addresses: [`${uid}@example.org`],
+    };
     if (u.quotaBytes !== undefined) a.quotaBytes = u.quotaBytes;
     return a;
   };
@@ -75,10 +80,30 @@ export async function selfSigned(): Promise<{ key: Buffer; cert: Buffer; certFil
   const dir = await mkdtemp(join(tmpdir(), "imap-cert-"));
   execFileSync(
     "openssl",
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "2", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      "/CN=localhost",
+      "-days",
+      "2",
+      "-keyout",
+      join(dir, "key.pem"),
+      "-out",
+      join(dir, "cert.pem"),
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ],
     { stdio: "ignore" },
   );
-  certCache = { key: await readFile(join(dir, "key.pem")), cert: await readFile(join(dir, "cert.pem")), certFile: join(dir, "cert.pem") };
+  certCache = {
+    key: await readFile(join(dir, "key.pem")),
+    cert: await readFile(join(dir, "cert.pem")),
+    certFile: join(dir, "cert.pem"),
+  };
   return certCache;
 }
 
@@ -169,7 +194,8 @@ export class Transcript {
         this.buf = this.buf.subarray(Buffer.byteLength(text.slice(0, end), "latin1"));
         return text.slice(0, end);
       }
-      if (this.closed) throw new Error(`connection closed while waiting for ${pattern}; got ${JSON.stringify(text)}`);
+      if (this.closed)
+        throw new Error(`connection closed while waiting for ${pattern}; got ${JSON.stringify(text)}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timeout waiting for ${pattern}; got ${JSON.stringify(text)}`);
       await new Promise<void>((resolve) => {

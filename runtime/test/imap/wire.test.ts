@@ -6,7 +6,9 @@ import { formatSequenceSet, inSequenceSet, parseSequenceSet } from "../../src/im
 import { decodeMailboxName, encodeMailboxName, Utf7Error } from "../../src/imap/wire/utf7.js";
 
 const text = (n: unknown): unknown =>
-  JSON.parse(JSON.stringify(n, (_k, v) => (v && v.type === "Buffer" ? Buffer.from(v.data).toString("latin1") : v)));
+  JSON.parse(
+    JSON.stringify(n, (_k, v) => (v && v.type === "Buffer" ? Buffer.from(v.data).toString("latin1") : v)),
+  );
 
 describe("parser (RFC 3501 §9)", () => {
   it("reads tag, verb and atoms", () => {
@@ -45,7 +47,13 @@ describe("parser (RFC 3501 §9)", () => {
           value: "BODY.PEEK",
           section: [
             { type: "atom", value: "1.2.HEADER.FIELDS" },
-            { type: "list", items: [{ type: "atom", value: "From" }, { type: "atom", value: "To" }] },
+            {
+              type: "list",
+              items: [
+                { type: "atom", value: "From" },
+                { type: "atom", value: "To" },
+              ],
+            },
           ],
           partial: { start: 0, length: 100 },
         },
@@ -56,7 +64,13 @@ describe("parser (RFC 3501 §9)", () => {
 
   it("keeps flags with backslashes and astrings with ]", () => {
     const c = parseCommand("A5 STORE 1 +FLAGS (\\Seen $Junk) ");
-    expect(c.args[2]).toEqual({ type: "list", items: [{ type: "atom", value: "\\Seen" }, { type: "atom", value: "$Junk" }] });
+    expect(c.args[2]).toEqual({
+      type: "list",
+      items: [
+        { type: "atom", value: "\\Seen" },
+        { type: "atom", value: "$Junk" },
+      ],
+    });
     expect(parseCommand("A6 SELECT foo]bar").args).toEqual([{ type: "atom", value: "foo]bar" }]);
   });
 
@@ -87,16 +101,23 @@ describe("parser (RFC 3501 §9)", () => {
   });
 
   it("refuses deep nesting without blowing the stack", () => {
-    expect(() => parseCommand(`A1 SEARCH ${"(".repeat(10_000)}ALL${")".repeat(10_000)}`)).toThrow("too deeply nested");
+    expect(() => parseCommand(`A1 SEARCH ${"(".repeat(10_000)}ALL${")".repeat(10_000)}`)).toThrow(
+      "too deeply nested",
+    );
   });
 });
 
 describe("framer (literals, limits)", () => {
-  const run = (chunks: string[], limits = { maxLineBytes: 100, maxLiteralBytes: 50, maxCommandBytes: 200 }) => {
+  const run = (
+    chunks: string[],
+    limits = { maxLineBytes: 100, maxLiteralBytes: 50, maxCommandBytes: 200 },
+  ) => {
     const events: FrameEvent[] = [];
     const f = new CommandFramer(limits, (e) => events.push(e));
     for (const c of chunks) f.push(Buffer.from(c, "latin1"));
-    return events.map((e) => (e.type === "command" ? { type: "command", data: e.data.toString("latin1") } : e));
+    return events.map((e) =>
+      e.type === "command" ? { type: "command", data: e.data.toString("latin1") } : e,
+    );
   };
 
   it("splits pipelined commands across chunk boundaries", () => {
@@ -121,7 +142,7 @@ describe("framer (literals, limits)", () => {
   });
 
   it("stops at an oversized non-synchronizing literal", () => {
-    expect(run(["a1 APPEND INBOX {51+}\r\n" + "x".repeat(51) + "\r\na2 NOOP\r\n"])).toEqual([
+    expect(run([`a1 APPEND INBOX {51+}\r\n${"x".repeat(51)}\r\na2 NOOP\r\n`])).toEqual([
       { type: "literal-too-large", tag: "a1", size: 51, sync: false },
     ]);
   });
@@ -133,7 +154,9 @@ describe("framer (literals, limits)", () => {
 
 describe("compiler", () => {
   it("quotes, escapes, and falls back to literals", () => {
-    expect(compile(["a\"b\\c", null, 42, { atom: "\\Seen" }, ["x", []]]).toString()).toBe('"a\\"b\\\\c" NIL 42 \\Seen ("x" ())');
+    expect(compile(['a"b\\c', null, 42, { atom: "\\Seen" }, ["x", []]]).toString()).toBe(
+      '"a\\"b\\\\c" NIL 42 \\Seen ("x" ())',
+    );
     expect(compile(["zwei\r\nZeilen"]).toString()).toBe("{12}\r\nzwei\r\nZeilen");
     expect(compile(["Grüße"]).toString("utf8")).toBe("{7}\r\nGrüße");
     expect(untagged([{ atom: "OK" }]).toString()).toBe("* OK\r\n");

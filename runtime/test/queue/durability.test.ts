@@ -12,7 +12,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueStore } from "../../src/queue/store.js";
-import { freePort, makeConfig, python, type Sink, startSink, startWorld, type World } from "../smtp/harness.js";
+import {
+  freePort,
+  makeConfig,
+  python,
+  type Sink,
+  startSink,
+  startWorld,
+  type World,
+} from "../smtp/harness.js";
 
 const SERVE = fileURLToPath(new URL("./fixtures/serve.ts", import.meta.url));
 
@@ -29,7 +37,9 @@ afterAll(async () => {
 });
 
 async function serve(configFile: string): Promise<{ child: ChildProcess; mx: number }> {
-  const child = spawn(process.execPath, ["--import", "tsx", SERVE, configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", SERVE, configFile], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   children.add(child);
   let out = "";
   let err = "";
@@ -80,7 +90,9 @@ s.quit()
 }
 
 function count(sink: Sink, rcpt: string, marker: string): number {
-  return sink.messages.filter((m) => m.to.includes(rcpt) && m.data.toString().includes(`Subject: ${marker}\r\n`)).length;
+  return sink.messages.filter(
+    (m) => m.to.includes(rcpt) && m.data.toString().includes(`Subject: ${marker}\r\n`),
+  ).length;
 }
 
 async function waitEmpty(dir: string, timeoutMs = 20_000): Promise<void> {
@@ -143,12 +155,17 @@ describe("kill -9", () => {
     const file = await configFile(queueDir, sink.port);
     try {
       const first = await serve(file);
-      const [reply] = await sendMany(first.mx, [{ to: ["alice@example.org", "bob@example.org"], marker: "k9-partial" }]);
+      const [reply] = await sendMany(first.mx, [
+        { to: ["alice@example.org", "bob@example.org"], marker: "k9-partial" },
+      ]);
       const id = reply?.match(/queued as (\S+)/)?.[1] ?? "";
       // wait until alice's delivery is recorded on disk, then kill
       const store = new QueueStore(queueDir);
       const deadline = Date.now() + 10_000;
-      while ((await store.load(id))?.recipients.find((r) => r.address === "alice@example.org")?.status !== "delivered") {
+      while (
+        (await store.load(id))?.recipients.find((r) => r.address === "alice@example.org")?.status !==
+        "delivered"
+      ) {
         if (Date.now() > deadline) throw new Error("alice never recorded as delivered");
         await new Promise((r) => setTimeout(r, 20));
       }

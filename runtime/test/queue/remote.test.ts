@@ -73,9 +73,21 @@ describe("remote delivery", () => {
   it("delivers a submission to the remote MX, falling back from a dead MX 5 to MX 10, over STARTTLS", async () => {
     const r = await swaks(
       [
-        "--server", "127.0.0.1", "--port", String(smtp.submission), "--tls", "--auth", "PLAIN",
-        "--auth-user", "alice", "--from", "alice@example.org", "--to", "friend@remote.test",
-        "--header", "Subject: to-remote-1",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        String(smtp.submission),
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice",
+        "--from",
+        "alice@example.org",
+        "--to",
+        "friend@remote.test",
+        "--header",
+        "Subject: to-remote-1",
       ],
       "alice-pw-1",
     );
@@ -92,26 +104,64 @@ describe("remote delivery", () => {
 
   it("uses the domain's own address when it has no MX (implicit MX)", async () => {
     const r = await swaks([
-      "--server", "127.0.0.1", "--port", String(smtp.relay), "--local-interface", "127.0.0.2",
-      "--from", "lists@example.org", "--to", "member@amx.test", "--header", "Subject: to-amx",
+      "--server",
+      "127.0.0.1",
+      "--port",
+      String(smtp.relay),
+      "--local-interface",
+      "127.0.0.2",
+      "--from",
+      "lists@example.org",
+      "--to",
+      "member@amx.test",
+      "--header",
+      "Subject: to-amx",
     ]);
     expect(r.output).toMatch(/250 2\.0\.0 Ok: queued as/);
-    const got = await waitFor(() => remote.messages.find((m) => m.data.toString().includes("Subject: to-amx")), "implicit MX");
+    const got = await waitFor(
+      () => remote.messages.find((m) => m.data.toString().includes("Subject: to-amx")),
+      "implicit MX",
+    );
     expect(got.to).toEqual(["member@amx.test"]);
   });
 
   it("forwards mail for an account with a remote mailRoutingAddress", async () => {
-    const r = await swaks(["--server", "127.0.0.1", "--port", String(smtp.mx), "--to", "carol@example.org", "--header", "Subject: fwd-carol"]);
+    const r = await swaks([
+      "--server",
+      "127.0.0.1",
+      "--port",
+      String(smtp.mx),
+      "--to",
+      "carol@example.org",
+      "--header",
+      "Subject: fwd-carol",
+    ]);
     expect(r.output).toMatch(/250 2\.0\.0 Ok: queued as/);
-    const got = await waitFor(() => remote.messages.find((m) => m.data.toString().includes("Subject: fwd-carol")), "forward");
+    const got = await waitFor(
+      () => remote.messages.find((m) => m.data.toString().includes("Subject: fwd-carol")),
+      "forward",
+    );
     expect(got.to).toEqual(["carol@remote.test"]);
   });
 
   it("bounces mail for a domain that does not exist back to the local sender", async () => {
     const r = await swaks(
       [
-        "--server", "127.0.0.1", "--port", String(smtp.submission), "--tls", "--auth", "PLAIN",
-        "--auth-user", "bob", "--from", "bob@example.org", "--to", "someone@nx.test", "--header", "Subject: to-nx",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        String(smtp.submission),
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "bob",
+        "--from",
+        "bob@example.org",
+        "--to",
+        "someone@nx.test",
+        "--header",
+        "Subject: to-nx",
       ],
       "bob-pw-2",
     );

@@ -9,7 +9,15 @@ import { mkdtemp, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueStore } from "../../src/queue/store.js";
-import { makeConfig, python, type Running, startService, startSink, startWorld, type World } from "../smtp/harness.js";
+import {
+  makeConfig,
+  python,
+  type Running,
+  startService,
+  startSink,
+  startWorld,
+  type World,
+} from "../smtp/harness.js";
 
 let world: World;
 let smtp: Running;
@@ -79,7 +87,12 @@ const copiesTo = (rcpt: string, marker: string) =>
 describe("retry", () => {
   it("retries a 4xx recipient with backoff, without delivering the others again", async () => {
     world.lmtp.replies.set("bob@example.org", { code: 452, text: "4.2.2 mailbox full" });
-    const id = await send(smtp.mx, "s@remote.test", ["alice@example.org", "bob@example.org"], "Subject: retry-1\r\n\r\nx\r\n");
+    const id = await send(
+      smtp.mx,
+      "s@remote.test",
+      ["alice@example.org", "bob@example.org"],
+      "Subject: retry-1\r\n\r\nx\r\n",
+    );
     const store = new QueueStore(queueDir);
     // wait for several attempts
     const deadline = Date.now() + 10_000;
@@ -106,7 +119,12 @@ describe("retry", () => {
 
 describe("DSN", () => {
   it("bounces a permanent LMTP failure to the sender as an RFC 3464 report", async () => {
-    const id = await send(smtp.mx, "bob@example.org", ["reject@example.org", "alice@example.org"], "Subject: bounce-me\r\n\r\noriginal body\r\n");
+    const id = await send(
+      smtp.mx,
+      "bob@example.org",
+      ["reject@example.org", "alice@example.org"],
+      "Subject: bounce-me\r\n\r\noriginal body\r\n",
+    );
     await waitGone(queueDir, id);
     const deadline = Date.now() + 10_000;
     let dsn = world.lmtp.messages.find((m) => m.from === "" && m.data.toString().includes(id));
@@ -141,13 +159,25 @@ describe("DSN", () => {
   });
 
   it("sends no DSN for NOTIFY=NEVER, and a success DSN for NOTIFY=SUCCESS", async () => {
-    const never = await send(smtp.mx, "bob@example.org", ["reject@example.org"], "Subject: never\r\n\r\nx\r\n", {
-      rcpt: ["NOTIFY=NEVER"],
-    });
-    const success = await send(smtp.mx, "bob@example.org", ["alice@example.org"], "Subject: success\r\n\r\nx\r\n", {
-      rcpt: ["NOTIFY=SUCCESS,FAILURE"],
-      mail: ["RET=HDRS", "ENVID=env-42"],
-    });
+    const never = await send(
+      smtp.mx,
+      "bob@example.org",
+      ["reject@example.org"],
+      "Subject: never\r\n\r\nx\r\n",
+      {
+        rcpt: ["NOTIFY=NEVER"],
+      },
+    );
+    const success = await send(
+      smtp.mx,
+      "bob@example.org",
+      ["alice@example.org"],
+      "Subject: success\r\n\r\nx\r\n",
+      {
+        rcpt: ["NOTIFY=SUCCESS,FAILURE"],
+        mail: ["RET=HDRS", "ENVID=env-42"],
+      },
+    );
     await waitGone(queueDir, never);
     await waitGone(queueDir, success);
     await sleep(1000);
@@ -165,7 +195,12 @@ describe("DSN", () => {
 
   it("gives up after maxAgeSeconds with a 4.4.7 DSN", async () => {
     world.lmtp.replies.set("tempfail@example.org", { code: 451, text: "4.3.0 store busy" });
-    const id = await send(expiring.mx, "bob@example.org", ["tempfail@example.org"], "Subject: expire\r\n\r\nx\r\n");
+    const id = await send(
+      expiring.mx,
+      "bob@example.org",
+      ["tempfail@example.org"],
+      "Subject: expire\r\n\r\nx\r\n",
+    );
     await waitGone(expiring.config.queue?.dir ?? "", id);
     const deadline = Date.now() + 10_000;
     let dsn = world.lmtp.messages.find((m) => m.from === "" && m.data.toString().includes(id));
@@ -190,7 +225,9 @@ describe("per-destination concurrency", () => {
     store.delayMs = 150;
     try {
       const ids = await Promise.all(
-        Array.from({ length: 8 }, (_, i) => send(limited.mx, "s@remote.test", ["alice@example.org"], `Subject: conc-${i}\r\n\r\nx\r\n`)),
+        Array.from({ length: 8 }, (_, i) =>
+          send(limited.mx, "s@remote.test", ["alice@example.org"], `Subject: conc-${i}\r\n\r\nx\r\n`),
+        ),
       );
       for (const id of ids) await waitGone(dir, id);
       expect(store.maxConcurrent).toBe(2);

@@ -13,7 +13,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { SMTPServer, type SMTPServerSession } from "smtp-server";
 import { type RuntimeConfig, RuntimeConfigSchema } from "../../src/config/schema.js";
@@ -340,8 +340,8 @@ export async function startService(
   world: World,
   config: RuntimeConfig,
   options: SmtpServiceOptions = {},
+  logger: Logger = pino({ level: process.env.SMTP_TEST_LOG ?? "silent" }),
 ): Promise<Running> {
-  const logger = pino({ level: process.env.SMTP_TEST_LOG ?? "silent" });
   const service = await startSmtp(
     { config, logger, metrics: new Registry(), directory: world.directory, tls: world.tls },
     options,

@@ -68,6 +68,26 @@ describe("MX role", () => {
     expect(text).toContain("Subject: hello alice");
   });
 
+  it("carries 8-bit bodies and UTF-8 addresses (8BITMIME, SMTPUTF8) unchanged", async () => {
+    const before = world.lmtp.messages.length;
+    const out = await python(
+      `
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="py.client.test")
+body = "Subject: Grüße\\r\\nContent-Type: text/plain; charset=utf-8\\r\\nContent-Transfer-Encoding: 8bit\\r\\n\\r\\nÄrger über Öl\\r\\n".encode("utf-8")
+s.ehlo()
+print(s.sendmail("jörg@bücher.example", ["alice@example.org"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"]))
+s.quit()
+`,
+      [String(smtp.mx)],
+    );
+    expect(out.trim()).toBe("{}");
+    const got = await world.lmtp.waitFor(before + 1);
+    expect(got[before]?.from).toBe("jörg@bücher.example");
+    expect(got[before]?.data.toString("utf8")).toContain("Ärger über Öl\r\n");
+    expect(got[before]?.data.toString()).toMatch(/with UTF8ESMTP id /);
+  });
+
   it("answers 550 5.1.1 for an unknown recipient", async () => {
     const r = await mx("nobody@example.org");
     expect(r.code).not.toBe(0);

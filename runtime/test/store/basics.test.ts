@@ -222,6 +222,29 @@ describe("maildir store", () => {
     expect(st.uidValidity).not.toBe(before.uidValidity);
   });
 
+  it("keeps deliveries in the index log; a torn log tail is ignored and compacted away", async () => {
+    const user = await store.open("lena");
+    for (let i = 0; i < 3; i++) await user.append("INBOX", msg(`m${i}`));
+    const log = await readFile(join(dir, "lena", "mailinfra-index.log"), "utf8");
+    // the first append created the index; the next two went to the log
+    expect(log.split("\n").filter((l) => l.startsWith("A "))).toHaveLength(2);
+    const before = await user.status("INBOX");
+    // a power loss mid-append: half a line at the end
+    await writeFile(join(dir, "lena", "mailinfra-index.log"), `${log}A 4 5 12 17000`);
+    await store.close();
+    store = createMaildirStore({ root: dir, fsync: true, defaultQuotaBytes: 1_000_000 });
+    const again = await store.open("lena");
+    const st = await again.status("INBOX");
+    expect([st.messages, st.uidNext, st.uidValidity]).toEqual([3, 4, before.uidValidity]);
+    const next = await again.append("INBOX", msg("m3"));
+    expect(next.uid).toBe(4);
+    // the writer folded everything into a new index instead of appending after garbage
+    expect(await readdir(join(dir, "lena"))).not.toContain("mailinfra-index.log");
+    const s = await again.openMailbox("INBOX");
+    expect(s.messages().map((m) => m.uid)).toEqual([1, 2, 3, 4]);
+    await s.close();
+  });
+
   it("notifies sessions of deliveries and locks the POP3 maildrop", async () => {
     const user = await store.open("kim");
     const s = await user.openMailbox("INBOX");

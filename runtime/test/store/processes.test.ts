@@ -99,8 +99,13 @@ describe("maildir store across processes", () => {
     // nothing acknowledged is lost; the index was not damaged (UIDs 1..n kept)
     for (const subject of acknowledged) expect(subjects).toContain(subject);
     expect(s.messages().map((m) => m.uid)).toEqual(s.messages().map((_, i) => i + 1));
+    // the index survived: every acknowledged UID still names the message it was given to
+    for (const line of k.lines) {
+      const [, uid, subject] = line.split(" ");
+      expect((await s.read(Number(uid))).toString("latin1")).toContain(`Subject: ${subject}\r\n`);
+    }
     const index = await readFile(join(root, "mailinfra-index"), "utf8");
-    expect(index.startsWith("mailinfra-index 1 ")).toBe(true);
+    expect(index.startsWith("mailinfra-index 2 ")).toBe(true);
     // a lock left behind by the dead process is broken, the mailbox stays writable
     await user.append("INBOX", Buffer.from("Subject: after\r\n\r\nok\r\n"));
     await s.close();

@@ -15,8 +15,8 @@
  * timeout path). `startSlapd({ replicaOf: provider })` starts a syncrepl
  * consumer of another instance, like ldap2 in production.
  *
- * Every process is ended by its PID; a process-exit hook kills leftovers if a
- * test run dies before its afterAll.
+ * Every process is ended by its PID; a watchdog stops slapd if the test
+ * process dies before its afterAll.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -88,12 +88,17 @@ export interface StartSlapdOptions {
   baseDn?: string;
   /** Start as a syncrepl consumer of this instance (same base DN, same service DN). */
   replicaOf?: Slapd;
+  /** Also listen on ldaps:// with a fresh self-signed certificate for 127.0.0.1 (see `ldapsUri`, `caFile`). */
+  tls?: boolean;
 }
 
 export interface Slapd {
   readonly uri: string;
   readonly host: string;
   readonly port: number;
+  /** With `tls: true`: ldaps://127.0.0.1:port, and the PEM certificate to trust for it. */
+  readonly ldapsUri: string | undefined;
+  readonly caFile: string | undefined;
   readonly baseDn: string;
   /** The service's read-only DN, as in runtime.yaml `ldap.bindDn`. */
   readonly bindDn: string;
@@ -137,6 +142,7 @@ export interface LdapConfigShape {
   timeoutMs: number;
   cacheTtlSeconds: number;
   quotaAttribute: string;
+  caFile?: string;
 }
 
 /** RFC 2307 {SSHA}: base64(SHA1(password ‖ salt) ‖ salt), what slappasswd writes. */
@@ -146,22 +152,57 @@ export function sshaHash(password: string): string {
   return `{SSHA}${Buffer.concat([digest, salt]).toString("base64")}`;
 }
 
-const livePids = new Set<number>();
-let exitHookInstalled = false;
-function trackPid(pid: number): void {
-  livePids.add(pid);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once("exit", () => {
-      for (const p of livePids) {
-        try {
-          process.kill(p, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    });
+/**
+ * slapd runs under a tiny sh watchdog that holds a pipe from us on fd 3: if
+ * the test process dies without its afterAll (a killed worker), the pipe
+ * closes and the watchdog stops slapd and removes its directory. The watchdog
+ * prints slapd's PID first and exits with slapd.
+ */
+const WATCHDOG = [
+  "exec 3<&0",
+  '"$1" -d 0 -f "$2" -h "$3" </dev/null >/dev/null &',
+  "p=$!",
+  'echo "$p"',
+  '( while read -r _ <&3; do :; done; : >"$4/.orphaned"; kill -TERM "$p" 2>/dev/null ) &',
+  "w=$!",
+  'wait "$p"',
+  "code=$?",
+  'kill "$w" 2>/dev/null',
+  'if [ -e "$4/.orphaned" ]; then rm -rf "$4"; fi',
+  'exit "$code"',
+].join("\n");
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
   }
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 (openssl, as on the hosts). */
+async function makeCertificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  await new Promise<void>((resolve, reject) => {
+    const p = spawn(
+      "openssl",
+      [
+        ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
+        ...["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        ...["-keyout", keyFile, "-out", certFile],
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let err = "";
+    p.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    p.once("error", reject);
+    p.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`openssl failed: ${err}`))));
+  });
+  await chmod(keyFile, 0o600);
+  return { certFile, keyFile };
 }
 
 async function freePort(): Promise<number> {
@@ -197,6 +238,7 @@ function renderConfig(o: {
   adminPassword: string;
   bindDn: string;
   provider?: { uri: string; adminDn: string; adminPassword: string };
+  tls?: { certFile: string; keyFile: string };
 }): string {
   const schemas = ["core", "cosine", "inetorgperson", "nis", "misc"].map(
     (s) => `include ${SCHEMA_DIR}/${s}.schema`,
@@ -211,6 +253,7 @@ function renderConfig(o: {
   return [
     ...schemas,
     `include ${MAILINFRA_SCHEMA}`,
+    ...(o.tls ? [`TLSCertificateFile ${o.tls.certFile}`, `TLSCertificateKeyFile ${o.tls.keyFile}`] : []),
     `pidfile ${o.dir}/slapd.pid`,
     `argsfile ${o.dir}/slapd.args`,
     "modulepath /usr/lib/ldap",
@@ -257,6 +300,7 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
   const bindPassword = provider?.bindPassword ?? randomBytes(12).toString("hex");
   const bindPasswordFile = join(dir, "bind-password");
   await writeFile(bindPasswordFile, `${bindPassword}\n`, { mode: 0o600 });
+  const tlsFiles = options.tls ? await makeCertificate(dir) : undefined;
   const confFile = join(dir, "slapd.conf");
   await writeFile(
     confFile,
@@ -267,6 +311,7 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
       adminPassword,
       bindDn,
       ...(provider ? { provider: { uri: provider.uri, adminDn, adminPassword } } : {}),
+      ...(tlsFiles ? { tls: tlsFiles } : {}),
     }),
     { mode: 0o600 },
   );
@@ -274,52 +319,61 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
 
   const host = "127.0.0.1";
   let port = 0;
-  let child: ChildProcess | undefined;
+  let tlsPort = 0;
+  let child: { wrapper: ChildProcess; pid: number } | undefined;
   let stderr = "";
   let stopped = false;
 
   async function launch(onPort: number): Promise<void> {
+    const urls = [`ldap://${host}:${onPort}/`, ...(tlsFiles ? [`ldaps://${host}:${tlsPort}/`] : [])].join(
+      " ",
+    );
     stderr = "";
-    // -d 0: stay in the foreground (so the PID is ours) without debug output.
-    const proc = spawn(SLAPD, ["-d", "0", "-f", confFile, "-h", `ldap://${host}:${onPort}/`], {
-      stdio: ["ignore", "ignore", "pipe"],
+    const wrapper = spawn("/bin/sh", ["-c", WATCHDOG, "slapd-watchdog", SLAPD, confFile, urls, dir], {
+      stdio: ["pipe", "pipe", "pipe"],
     });
-    proc.stderr?.setEncoding("utf8");
-    proc.stderr?.on("data", (d: string) => {
+    wrapper.stderr?.setEncoding("utf8");
+    wrapper.stderr?.on("data", (d: string) => {
       stderr = (stderr + d).slice(-4000);
     });
-    if (proc.pid === undefined) throw new Error(`could not spawn ${SLAPD}`);
-    trackPid(proc.pid);
     let exited = false;
-    proc.once("exit", () => {
+    wrapper.once("exit", () => {
       exited = true;
-      if (proc.pid !== undefined) livePids.delete(proc.pid);
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      wrapper.stdout?.setEncoding("utf8");
+      wrapper.stdout?.on("data", (d: string) => {
+        out += d;
+        const line = out.split("\n")[0];
+        if (out.includes("\n") && line) resolve(Number(line));
+      });
+      wrapper.once("exit", () => reject(new Error(`slapd watchdog exited: ${stderr.trim()}`)));
+      wrapper.once("error", reject);
     });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (exited) throw new Error(`slapd exited at start: ${stderr.trim()}`);
       if (await canConnect(host, onPort)) {
-        child = proc;
+        child = { wrapper, pid };
         return;
       }
       await new Promise((r) => setTimeout(r, 30));
     }
-    proc.kill("SIGKILL");
+    signal(pid, "SIGKILL");
     throw new Error(`slapd did not listen on ${host}:${onPort} within ${START_TIMEOUT_MS} ms: ${stderr}`);
   }
 
   async function halt(): Promise<void> {
-    const proc = child;
+    const running = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = once(proc, "exit");
-    try {
-      proc.kill("SIGCONT"); // in case it was frozen
-      proc.kill("SIGTERM");
-    } catch {
-      return;
-    }
-    const timer = setTimeout(() => proc.kill("SIGKILL"), STOP_TIMEOUT_MS);
+    const { wrapper, pid } = running ?? {};
+    if (!wrapper || pid === undefined || wrapper.exitCode !== null || wrapper.signalCode !== null) return;
+    // The watchdog exits once slapd has.
+    const exited = once(wrapper, "exit");
+    signal(pid, "SIGCONT"); // in case it was frozen
+    signal(pid, "SIGTERM");
+    const timer = setTimeout(() => signal(pid, "SIGKILL"), STOP_TIMEOUT_MS);
     await exited;
     clearTimeout(timer);
   }
@@ -327,6 +381,7 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
   // A port can be taken between freePort() and slapd's bind: retry a few times.
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
+    if (tlsFiles) tlsPort = await freePort();
     try {
       await launch(port);
       break;
@@ -405,6 +460,8 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
     uri,
     host,
     port,
+    ldapsUri: tlsFiles ? `ldaps://${host}:${tlsPort}` : undefined,
+    caFile: tlsFiles?.certFile,
     baseDn,
     bindDn,
     bindPassword,
@@ -452,10 +509,10 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
       await launch(port);
     },
     freeze() {
-      child?.kill("SIGSTOP");
+      if (child) signal(child.pid, "SIGSTOP");
     },
     thaw() {
-      child?.kill("SIGCONT");
+      if (child) signal(child.pid, "SIGCONT");
     },
     async waitForEntry(dn, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

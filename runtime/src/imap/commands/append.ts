@@ -38,7 +38,8 @@ export default command({
       });
     } catch (err) {
       // RFC 3501 §6.3.11: [TRYCREATE] when the mailbox is missing but could be created
-      if (err instanceof StoreError && err.code === "NONEXISTENT") throw no("Mailbox does not exist", "TRYCREATE");
+      if (err instanceof StoreError && err.code === "NONEXISTENT")
+        throw no("Mailbox does not exist", "TRYCREATE");
       throw err;
     }
     // our own append shows up in the selected mailbox at once

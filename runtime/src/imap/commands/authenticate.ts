@@ -26,7 +26,7 @@ export default command({
     let response = a.initial;
     if (response === undefined) {
       s.writeLine("+ ");
-      s.flush();
+      s.push();
       const line = await s.readContinuation();
       if (line === null) throw bad("Connection closed");
       response = line.toString("latin1").trim();

@@ -28,7 +28,8 @@ function make(move: boolean) {
       try {
         r = move ? await mb.move(uids, a.mailbox) : await mb.copy(uids, a.mailbox);
       } catch (err) {
-        if (err instanceof StoreError && err.code === "NONEXISTENT") throw no("Mailbox does not exist", "TRYCREATE");
+        if (err instanceof StoreError && err.code === "NONEXISTENT")
+          throw no("Mailbox does not exist", "TRYCREATE");
         throw err;
       }
       const map = [...r.mapping].sort((x, y) => x[0] - y[0]);

@@ -1,4 +1,5 @@
 /** CREATE (RFC 3501 §6.3.3), with CREATE-SPECIAL-USE's USE (…) (RFC 6154 §3). */
+import { StoreError } from "../../store/types.js";
 import { bad, no } from "../errors.js";
 import { ArgumentError, nodeText } from "../wire/args.js";
 import { AUTHENTICATED, command } from "./types.js";
@@ -14,7 +15,8 @@ export default command({
       for (let i = 0; i < params.length; i += 2) {
         if (nodeText(params[i]!).toUpperCase() !== "USE") throw new ArgumentError("unknown CREATE parameter");
         const uses = params[i + 1];
-        if (!uses || uses.type !== "list" || uses.items.length !== 1) throw new ArgumentError("USE takes one special-use flag");
+        if (uses?.type !== "list" || uses.items.length !== 1)
+          throw new ArgumentError("USE takes one special-use flag");
         specialUse = nodeText(uses.items[0]!);
       }
     }
@@ -24,6 +26,13 @@ export default command({
   async handler(s, a) {
     if (a.mailbox === "") throw bad("Empty mailbox name");
     if (a.mailbox === "INBOX") throw no("INBOX always exists", "ALREADYEXISTS");
+    // RFC 3501 §6.3.3: superior hierarchy names are created as needed
+    const parts = a.mailbox.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      await s.user!.createMailbox(parts.slice(0, i).join("/")).catch((err: unknown) => {
+        if (!(err instanceof StoreError && err.code === "ALREADYEXISTS")) throw err;
+      });
+    }
     await s.user!.createMailbox(a.mailbox, a.specialUse ? { specialUse: a.specialUse } : undefined);
     return undefined;
   },

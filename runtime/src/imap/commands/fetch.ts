@@ -5,11 +5,11 @@
  */
 import type { MessageMeta } from "../../store/types.js";
 import { StoreError } from "../../store/types.js";
+import { no } from "../errors.js";
 import { bodyStructure } from "../mime/bodystructure.js";
 import { envelope } from "../mime/envelope.js";
 import { applyPartial, type SectionSpec, sectionBytes } from "../mime/section.js";
 import { type MimePart, parseMime } from "../mime/structure.js";
-import { no } from "../errors.js";
 import type { Session } from "../session.js";
 import { ArgumentError, nodeText } from "../wire/args.js";
 import { compile, type Value } from "../wire/compiler.js";
@@ -22,7 +22,13 @@ type Item =
   | { k: "simple"; name: "UID" | "FLAGS" | "INTERNALDATE" | "RFC822.SIZE" | "MODSEQ" }
   | { k: "envelope" }
   | { k: "structure"; extended: boolean }
-  | { k: "section"; label: string; spec: SectionSpec; partial?: { start: number; length: number }; peek: boolean };
+  | {
+      k: "section";
+      label: string;
+      spec: SectionSpec;
+      partial?: { start: number; length: number };
+      peek: boolean;
+    };
 
 const MACROS: Record<string, string[]> = {
   ALL: ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -52,7 +58,8 @@ export function parseSection(nodes: Node[]): { spec: SectionSpec; text: string }
   let text = [...path.map(String), ...(specifier ? [specifier] : [])].join(".");
   if (specifier.startsWith("HEADER.FIELDS")) {
     const list = nodes[1];
-    if (!list || list.type !== "list" || list.items.length === 0) throw new ArgumentError("HEADER.FIELDS needs a list of field names");
+    if (list?.type !== "list" || list.items.length === 0)
+      throw new ArgumentError("HEADER.FIELDS needs a list of field names");
     fields = list.items.map((n) => nodeText(n).toUpperCase());
     text += ` (${fields.map((f) => (isAtom(f) ? f : compile([f]).toString("latin1"))).join(" ")})`;
     if (nodes.length > 2) throw new ArgumentError("invalid section");
@@ -82,16 +89,31 @@ function parseItem(n: Node): Item[] {
     case "RFC822":
       return [{ k: "section", label: "RFC822", spec: { path: [], specifier: "", fields: [] }, peek: false }];
     case "RFC822.HEADER":
-      return [{ k: "section", label: "RFC822.HEADER", spec: { path: [], specifier: "HEADER", fields: [] }, peek: true }];
+      return [
+        {
+          k: "section",
+          label: "RFC822.HEADER",
+          spec: { path: [], specifier: "HEADER", fields: [] },
+          peek: true,
+        },
+      ];
     case "RFC822.TEXT":
-      return [{ k: "section", label: "RFC822.TEXT", spec: { path: [], specifier: "TEXT", fields: [] }, peek: false }];
+      return [
+        {
+          k: "section",
+          label: "RFC822.TEXT",
+          spec: { path: [], specifier: "TEXT", fields: [] },
+          peek: false,
+        },
+      ];
     default:
       throw new ArgumentError(`unknown fetch attribute ${name.slice(0, 30)}`);
   }
 }
 
 function sectionItem(n: AtomNode, name: string): Item {
-  if (name !== "BODY" && name !== "BODY.PEEK") throw new ArgumentError(`unknown fetch attribute ${name.slice(0, 30)}`);
+  if (name !== "BODY" && name !== "BODY.PEEK")
+    throw new ArgumentError(`unknown fetch attribute ${name.slice(0, 30)}`);
   const { spec, text } = parseSection(n.section ?? []);
   const item: Item = { k: "section", label: `BODY[${text}]`, spec, peek: name === "BODY.PEEK" };
   if (n.partial) item.partial = n.partial;
@@ -117,22 +139,26 @@ export default command<FetchArgs>({
     if (args.remaining > 0) {
       const mods = args.list("fetch modifiers").items;
       for (let i = 0; i < mods.length; i += 2) {
-        if (nodeText(mods[i]!).toUpperCase() !== "CHANGEDSINCE") throw new ArgumentError("unknown FETCH modifier");
+        if (nodeText(mods[i]!).toUpperCase() !== "CHANGEDSINCE")
+          throw new ArgumentError("unknown FETCH modifier");
         const v = mods[i + 1];
-        if (!v || v.type !== "atom" || !/^\d{1,20}$/.test(v.value)) throw new ArgumentError("CHANGEDSINCE needs a number");
+        if (v?.type !== "atom" || !/^\d{1,20}$/.test(v.value))
+          throw new ArgumentError("CHANGEDSINCE needs a number");
         changedSince = Number(v.value);
       }
     }
     args.end();
     // RFC 3501 §6.4.8: UID FETCH always returns UID
-    if (call.uid && !items.some((i) => i.k === "simple" && i.name === "UID")) items.unshift({ k: "simple", name: "UID" });
+    if (call.uid && !items.some((i) => i.k === "simple" && i.name === "UID"))
+      items.unshift({ k: "simple", name: "UID" });
     if (changedSince !== undefined && !items.some((i) => i.k === "simple" && i.name === "MODSEQ"))
       items.push({ k: "simple", name: "MODSEQ" });
     return { set, items, changedSince };
   },
   async handler(s, a, call) {
     const mb = s.mailbox!;
-    if (a.changedSince !== undefined || a.items.some((i) => i.k === "simple" && i.name === "MODSEQ")) s.condstore = true;
+    if (a.changedSince !== undefined || a.items.some((i) => i.k === "simple" && i.name === "MODSEQ"))
+      s.condstore = true;
     let targets = resolveSet(s, a.set, call.uid);
     if (a.changedSince !== undefined) targets = targets.filter((t) => t.meta.modseq > a.changedSince!);
     const needsContent = a.items.some((i) => i.k !== "simple");
@@ -196,7 +222,8 @@ function fetchResponse(
         else if (item.name === "FLAGS") {
           values.push({ atom: "FLAGS" }, s.flagList(meta.flags, meta.uid));
           sentFlags = true;
-        } else if (item.name === "INTERNALDATE") values.push({ atom: "INTERNALDATE" }, formatDateTime(meta.internalDate));
+        } else if (item.name === "INTERNALDATE")
+          values.push({ atom: "INTERNALDATE" }, formatDateTime(meta.internalDate));
         else if (item.name === "RFC822.SIZE") values.push({ atom: "RFC822.SIZE" }, meta.size);
         else values.push({ atom: "MODSEQ" }, [meta.modseq]);
         break;
@@ -204,7 +231,10 @@ function fetchResponse(
         values.push({ atom: "ENVELOPE" }, envelope(root()));
         break;
       case "structure":
-        values.push({ atom: item.extended ? "BODYSTRUCTURE" : "BODY" }, bodyStructure(content!, root(), item.extended));
+        values.push(
+          { atom: item.extended ? "BODYSTRUCTURE" : "BODY" },
+          bodyStructure(content!, root(), item.extended),
+        );
         break;
       case "section": {
         const bytes = applyPartial(sectionBytes(content!, item.spec, root()), item.partial);

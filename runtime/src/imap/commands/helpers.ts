@@ -55,7 +55,8 @@ export function parseFlags(nodes: Node[]): string[] {
       if (!SYSTEM_FLAGS.has(lower)) throw new ArgumentError(`invalid system flag ${f.slice(0, 30)}`);
       out.push(`\\${lower[1]!.toUpperCase()}${lower.slice(2)}`);
     } else {
-      if (!/^[\x21-\x7e]+$/.test(f) || /[(){%*"\\\]]/.test(f)) throw new ArgumentError(`invalid keyword ${f.slice(0, 30)}`);
+      if (!/^[\x21-\x7e]+$/.test(f) || /[(){%*"\\\]]/.test(f))
+        throw new ArgumentError(`invalid keyword ${f.slice(0, 30)}`);
       out.push(f);
     }
   }
@@ -78,7 +79,8 @@ export function formatDateTime(d: Date): string {
 export function parseDateTime(text: string): Date {
   const m = /^\s?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$/.exec(text);
   const month = m ? MONTHS.findIndex((x) => x.toLowerCase() === m[2]!.toLowerCase()) : -1;
-  if (!m || month < 0) throw new ArgumentError("invalid date-time, expected e.g. \"17-Jul-1996 02:44:25 -0700\"");
+  if (!m || month < 0)
+    throw new ArgumentError('invalid date-time, expected e.g. "17-Jul-1996 02:44:25 -0700"');
   const offset = (Number(m[8]) * 60 + Number(m[9])) * (m[7] === "-" ? -1 : 1);
   const utc = Date.UTC(Number(m[3]), month, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]));
   return new Date(utc - offset * 60_000);

@@ -12,9 +12,11 @@ export default command({
     args.end();
     if (n.type === "atom" && n.value.toUpperCase() === "NIL") return {};
     if (n.type !== "list") throw new ArgumentError("expected a parameter list or NIL");
-    if (n.items.length % 2 !== 0 || n.items.length > 2 * MAX_ID_PAIRS) throw new ArgumentError("invalid ID parameter list");
+    if (n.items.length % 2 !== 0 || n.items.length > 2 * MAX_ID_PAIRS)
+      throw new ArgumentError("invalid ID parameter list");
     const out: Record<string, string> = {};
-    for (let i = 0; i < n.items.length; i += 2) out[nodeText(n.items[i]!).slice(0, 30)] = nodeText(n.items[i + 1]!).slice(0, 1024);
+    for (let i = 0; i < n.items.length; i += 2)
+      out[nodeText(n.items[i]!).slice(0, 30)] = nodeText(n.items[i + 1]!).slice(0, 1024);
     return out;
   },
   async handler(s, params) {

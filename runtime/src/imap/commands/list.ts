@@ -4,8 +4,7 @@
  * SPECIAL-USE (RFC 6154) and LIST-STATUS (RFC 5819).
  */
 import type { MailboxInfo } from "../../store/types.js";
-import { mailboxName } from "../wire/args.js";
-import { ArgumentError, nodeText } from "../wire/args.js";
+import { ArgumentError, mailboxName, nodeText } from "../wire/args.js";
 import { compile } from "../wire/compiler.js";
 import { encodeMailboxName } from "../wire/utf7.js";
 import { parseStatusItems, sendStatus } from "./status.js";
@@ -67,7 +66,8 @@ function make(lsub: boolean) {
           else if (opt === "RECURSIVEMATCH") a.recursiveMatch = true;
           else if (opt !== "REMOTE") throw new ArgumentError(`unknown selection option ${opt.slice(0, 30)}`);
         }
-        if (a.recursiveMatch && !a.selSubscribed) throw new ArgumentError("RECURSIVEMATCH needs another selection option");
+        if (a.recursiveMatch && !a.selSubscribed)
+          throw new ArgumentError("RECURSIVEMATCH needs another selection option");
       }
       a.reference = mailboxName(args.astring("reference"), utf8);
       const p = args.next("mailbox pattern");
@@ -88,7 +88,7 @@ function make(lsub: boolean) {
           else if (opt === "SPECIAL-USE") a.retSpecialUse = true;
           else if (opt === "STATUS") {
             const items = opts[++i];
-            if (!items || items.type !== "list") throw new ArgumentError("STATUS needs a list of items");
+            if (items?.type !== "list") throw new ArgumentError("STATUS needs a list of items");
             a.retStatus = parseStatusItems(items.items);
           } else throw new ArgumentError(`unknown return option ${opt.slice(0, 30)}`);
         }
@@ -107,7 +107,8 @@ function make(lsub: boolean) {
       const byName = new Map(all.map((m) => [m.name, m]));
       const regs = a.patterns.map((p) => {
         let full = a.reference + p;
-        if (a.reference && !a.reference.endsWith(DELIM) && p && !p.startsWith(DELIM)) full = a.reference + DELIM + p;
+        if (a.reference && !a.reference.endsWith(DELIM) && p && !p.startsWith(DELIM))
+          full = a.reference + DELIM + p;
         return patternMatcher(mailboxName(full, true));
       });
       const matches = (name: string): boolean => regs.some((r) => r(name));
@@ -129,14 +130,18 @@ function make(lsub: boolean) {
             const p = byName.get(parent);
             if (a.lsub) {
               out.push({
-                info: p ? { ...p, noSelect: true } : { name: parent, subscribed: false, hasChildren: true, noSelect: true },
+                info: p
+                  ? { ...p, noSelect: true }
+                  : { name: parent, subscribed: false, hasChildren: true, noSelect: true },
                 extra: [],
               });
             } else if (a.recursiveMatch && p) out.push({ info: p, extra: ["CHILDINFO"] });
           }
         }
       }
-      out.sort((x, y) => (x.info.name === "INBOX" ? -1 : y.info.name === "INBOX" ? 1 : x.info.name < y.info.name ? -1 : 1));
+      out.sort((x, y) =>
+        x.info.name === "INBOX" ? -1 : y.info.name === "INBOX" ? 1 : x.info.name < y.info.name ? -1 : 1,
+      );
       for (const { info, extra } of out) {
         const attrs: string[] = [];
         if (info.noSelect) attrs.push("\\Noselect");

@@ -36,7 +36,9 @@ export const getquotaroot = command({
   },
   async handler(s, mailbox) {
     await s.user!.status(mailbox); // NONEXISTENT for unknown mailboxes
-    s.writeLine(`* QUOTAROOT ${compile([mailbox === "INBOX" ? { atom: "INBOX" } : mailbox]).toString("latin1")} ""`);
+    s.writeLine(
+      `* QUOTAROOT ${compile([mailbox === "INBOX" ? { atom: "INBOX" } : mailbox]).toString("latin1")} ""`,
+    );
     await sendQuota(s);
     return undefined;
   },

@@ -26,7 +26,8 @@ export default command({
     if (first?.type === "atom" && first.value.toUpperCase() === "RETURN") {
       args.next("RETURN");
       ret = args.list("return options").items.map((n) => nodeText(n).toUpperCase());
-      for (const r of ret) if (!RETURN_OPTIONS.has(r)) throw new ArgumentError(`unknown RETURN option ${r.slice(0, 20)}`);
+      for (const r of ret)
+        if (!RETURN_OPTIONS.has(r)) throw new ArgumentError(`unknown RETURN option ${r.slice(0, 20)}`);
       if (ret.length === 0) ret = ["ALL"];
     }
     let charset = "UTF-8";
@@ -40,7 +41,8 @@ export default command({
     try {
       return { ret, key: new SearchParser(nodes, charset).parseAll() };
     } catch (err) {
-      if (err instanceof BadCharsetError) throw no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII ISO-8859-1)");
+      if (err instanceof BadCharsetError)
+        throw no("Unsupported charset", "BADCHARSET (UTF-8 US-ASCII ISO-8859-1)");
       throw err;
     }
   },

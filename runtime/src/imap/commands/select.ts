@@ -4,8 +4,8 @@
  */
 import { StoreError } from "../../store/types.js";
 import { no } from "../errors.js";
-import { encodeMailboxName } from "../wire/utf7.js";
 import { ArgumentError, nodeText } from "../wire/args.js";
+import { encodeMailboxName } from "../wire/utf7.js";
 import { mailboxFlags, PERMANENT_SYSTEM_FLAGS } from "./helpers.js";
 import { AUTHENTICATED, command } from "./types.js";
 
@@ -32,7 +32,8 @@ function make(readOnly: boolean) {
       try {
         mb = await s.user!.openMailbox(a.mailbox, { readOnly });
       } catch (err) {
-        if (err instanceof StoreError && err.code === "BADNAME") throw no("Mailbox does not exist", "NONEXISTENT");
+        if (err instanceof StoreError && err.code === "BADNAME")
+          throw no("Mailbox does not exist", "NONEXISTENT");
         throw err;
       }
       if (a.condstore) s.condstore = true;

@@ -29,7 +29,9 @@ export async function sendStatus(s: Session, mailbox: string, items: string[]): 
   const values: Value[] = [];
   for (const i of items) values.push({ atom: i }, ITEMS[i]!(st));
   if (items.includes("HIGHESTMODSEQ")) s.condstore = true;
-  s.write(Buffer.from(`* STATUS ${compile([encodeMailboxName(mailbox), values]).toString("latin1")}\r\n`, "latin1"));
+  s.write(
+    Buffer.from(`* STATUS ${compile([encodeMailboxName(mailbox), values]).toString("latin1")}\r\n`, "latin1"),
+  );
 }
 
 export default command({

@@ -22,9 +22,11 @@ export default command({
     if (args.peek()?.type === "list") {
       const mods = args.list("store modifiers").items;
       for (let i = 0; i < mods.length; i += 2) {
-        if (nodeText(mods[i]!).toUpperCase() !== "UNCHANGEDSINCE") throw new ArgumentError("unknown STORE modifier");
+        if (nodeText(mods[i]!).toUpperCase() !== "UNCHANGEDSINCE")
+          throw new ArgumentError("unknown STORE modifier");
         const v = mods[i + 1];
-        if (!v || v.type !== "atom" || !/^\d{1,20}$/.test(v.value)) throw new ArgumentError("UNCHANGEDSINCE needs a number");
+        if (v?.type !== "atom" || !/^\d{1,20}$/.test(v.value))
+          throw new ArgumentError("UNCHANGEDSINCE needs a number");
         unchangedSince = Number(v.value);
       }
     }
@@ -67,7 +69,10 @@ export default command({
     }
     if (modified.size > 0) {
       const ids = targets.filter((t) => modified.has(t.meta.uid)).map((t) => (call.uid ? t.meta.uid : t.seq));
-      return { code: `MODIFIED ${formatSequenceSet(ids)}`, text: "Conditional STORE failed for some messages" };
+      return {
+        code: `MODIFIED ${formatSequenceSet(ids)}`,
+        text: "Conditional STORE failed for some messages",
+      };
     }
     return undefined;
   },

@@ -47,12 +47,18 @@ export function bodyStructure(buf: Buffer, part: MimePart, extended: boolean): V
   if (part.type === "multipart") {
     const bodies: Value[] = part.children.map((child) => bodyStructure(buf, child, extended));
     // RFC 3501 requires at least one part: describe an empty text part (as Dovecot does)
-    if (bodies.length === 0) bodies.push(["text", "plain", ["charset", "us-ascii"], null, null, "7bit", 0, 0]);
+    if (bodies.length === 0)
+      bodies.push(["text", "plain", ["charset", "us-ascii"], null, null, "7bit", 0, 0]);
     // body-type-mpart = 1*body SP media-subtype: no SP between the bodies
     const out: Value[] = [{ concat: bodies }];
     out.push(Buffer.from(part.subtype.toUpperCase(), "latin1"));
     if (extended)
-      out.push(paramList(part.params), disposition(part), language(part), nstr(header(part, "content-location")));
+      out.push(
+        paramList(part.params),
+        disposition(part),
+        language(part),
+        nstr(header(part, "content-location")),
+      );
     return out;
   }
   const size = part.end - part.bodyStart;
@@ -67,11 +73,20 @@ export function bodyStructure(buf: Buffer, part: MimePart, extended: boolean): V
     size,
   ];
   if (part.type === "message" && part.message) {
-    out.push(envelope(part.message), bodyStructure(buf, part.message, extended), countLines(buf, part.bodyStart, part.end));
+    out.push(
+      envelope(part.message),
+      bodyStructure(buf, part.message, extended),
+      countLines(buf, part.bodyStart, part.end),
+    );
   } else if (part.type === "text") {
     out.push(countLines(buf, part.bodyStart, part.end));
   }
   if (extended)
-    out.push(nstr(trimmed(part, "content-md5")), disposition(part), language(part), nstr(header(part, "content-location")));
+    out.push(
+      nstr(trimmed(part, "content-md5")),
+      disposition(part),
+      language(part),
+      nstr(header(part, "content-location")),
+    );
   return out;
 }

@@ -32,7 +32,9 @@ export function decodeHeaderValue(raw: string): string {
     if (m[2]!.toLowerCase() === "b") bytes = Buffer.from(data, "base64");
     else
       bytes = Buffer.from(
-        data.replace(/_/g, " ").replace(/=([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
+        data
+          .replace(/_/g, " ")
+          .replace(/=([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
         "latin1",
       );
     out += decodeBytes(bytes, charset);

@@ -4,7 +4,7 @@
  */
 import type { Value } from "../wire/compiler.js";
 import { type EnvelopeAddress, parseAddressList } from "./address.js";
-import { type MimePart, header } from "./structure.js";
+import { header, type MimePart } from "./structure.js";
 
 function nstring(v: string | undefined): Value {
   return v === undefined || v === "" ? null : Buffer.from(v, "latin1");

@@ -34,7 +34,7 @@ export function resolvePart(root: MimePart, path: number[]): MimePart | undefine
   return cur;
 }
 
-function headerFields(buf: Buffer, part: MimePart, fields: string[], not: boolean): Buffer {
+function headerFields(_buf: Buffer, part: MimePart, fields: string[], not: boolean): Buffer {
   const wanted = new Set(fields.map((f) => f.toLowerCase()));
   const chunks: Buffer[] = [];
   for (const h of part.headers) if (wanted.has(h.key) !== not) chunks.push(h.raw);

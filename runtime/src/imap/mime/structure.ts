@@ -84,7 +84,8 @@ function parsePart(
     } else params = ct.params;
   }
   // RFC 2045 §5.2 default charset, spelled out the way Dovecot and Cyrus do
-  if (type === "text" && !params.some(([k]) => k === "charset")) params = [...params, ["charset", "us-ascii"]];
+  if (type === "text" && !params.some(([k]) => k === "charset"))
+    params = [...params, ["charset", "us-ascii"]];
   const part: MimePart = { start, bodyStart, end, headers, type, subtype, params, children: [] };
   if (depth >= MAX_MIME_DEPTH || counter.parts > MAX_MIME_PARTS) return part;
   if (type === "multipart") {
@@ -102,7 +103,12 @@ function parsePart(
 }
 
 /** Byte ranges of the body parts between boundary delimiter lines (RFC 2046 §5.1.1). */
-export function splitMultipart(buf: Buffer, start: number, end: number, boundary: string): Array<[number, number]> {
+export function splitMultipart(
+  buf: Buffer,
+  start: number,
+  end: number,
+  boundary: string,
+): Array<[number, number]> {
   const delim = Buffer.from(`--${boundary}`, "latin1");
   const ranges: Array<[number, number]> = [];
   let partStart = -1;

@@ -64,7 +64,10 @@ function collectText(buf: Buffer, part: MimePart, out: string[], depth: number):
     return;
   }
   if (part.type !== "text") return;
-  const raw = decodeTransfer(buf.subarray(part.bodyStart, part.end), header(part, "content-transfer-encoding"));
+  const raw = decodeTransfer(
+    buf.subarray(part.bodyStart, part.end),
+    header(part, "content-transfer-encoding"),
+  );
   let text = decodeBytes(raw, param(part, "charset"));
   if (part.subtype === "html") text = text.replace(/<[^>]*>/g, " ");
   out.push(text);

@@ -37,7 +37,8 @@ const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "
 export function parseSearchDate(text: string): number {
   const m = /^(\d{1,2})-([A-Za-z]{3})-(\d{4})$/.exec(text);
   const month = m ? MONTHS.indexOf(m[2]!.toLowerCase()) : -1;
-  if (!m || month < 0) throw new ArgumentError(`invalid date ${JSON.stringify(text.slice(0, 30))}, expected e.g. 1-Feb-1994`);
+  if (!m || month < 0)
+    throw new ArgumentError(`invalid date ${JSON.stringify(text.slice(0, 30))}, expected e.g. 1-Feb-1994`);
   return dayNumber(Number(m[3]), month, Number(m[1]));
 }
 
@@ -58,7 +59,13 @@ const FLAG_KEYS: Record<string, [string, boolean]> = {
   UNSEEN: ["\\Seen", false],
 };
 
-const HEADER_KEYS: Record<string, string> = { BCC: "bcc", CC: "cc", FROM: "from", SUBJECT: "subject", TO: "to" };
+const HEADER_KEYS: Record<string, string> = {
+  BCC: "bcc",
+  CC: "cc",
+  FROM: "from",
+  SUBJECT: "subject",
+  TO: "to",
+};
 
 export const MAX_SEARCH_DEPTH = 100;
 
@@ -93,7 +100,8 @@ export class SearchParser {
 
   private num(what: string): number {
     const n = this.next(what);
-    if (n.type !== "atom" || !/^\d{1,20}$/.test(n.value)) throw new ArgumentError(`expected a number for ${what}`);
+    if (n.type !== "atom" || !/^\d{1,20}$/.test(n.value))
+      throw new ArgumentError(`expected a number for ${what}`);
     return Number(n.value);
   }
 
@@ -136,11 +144,19 @@ export class SearchParser {
       case "BEFORE":
       case "ON":
       case "SINCE":
-        return { k: "internaldate", op: word.toLowerCase() as DateOp, day: parseSearchDate(this.str("date")) };
+        return {
+          k: "internaldate",
+          op: word.toLowerCase() as DateOp,
+          day: parseSearchDate(this.str("date")),
+        };
       case "SENTBEFORE":
       case "SENTON":
       case "SENTSINCE":
-        return { k: "sentdate", op: word.slice(4).toLowerCase() as DateOp, day: parseSearchDate(this.str("date")) };
+        return {
+          k: "sentdate",
+          op: word.slice(4).toLowerCase() as DateOp,
+          day: parseSearchDate(this.str("date")),
+        };
       case "LARGER":
         return { k: "larger", n: this.num("LARGER") };
       case "SMALLER":

@@ -68,7 +68,8 @@ export class Args {
 
   number(what: string): number {
     const n = this.next(what);
-    if (n.type !== "atom" || !/^\d{1,20}$/.test(n.value)) throw new ArgumentError(`expected a number for ${what}`);
+    if (n.type !== "atom" || !/^\d{1,20}$/.test(n.value))
+      throw new ArgumentError(`expected a number for ${what}`);
     return Number(n.value);
   }
 

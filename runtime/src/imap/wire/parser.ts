@@ -101,7 +101,8 @@ export function parseCommand(input: Buffer | string): ParsedCommand {
   const start = cur.pos;
   while (!cur.done && cur.peek() !== SP) {
     const c = cur.peek();
-    const alpha = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
+    const alpha =
+      (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
     if (!alpha) throw new ParseError("invalid command name", tag);
     cur.pos++;
   }

@@ -17,7 +17,10 @@ export function parseSequenceSet(text: string): SeqRange[] {
     if (!m) throw new SequenceError("invalid sequence set");
     const a = m[1] === "*" ? 0 : Number(m[1]);
     const b = m[2] === undefined ? a : m[2] === "*" ? 0 : Number(m[2]);
-    if ((m[1] !== "*" && (a < 1 || a > MAX_SEQ)) || (m[2] !== undefined && m[2] !== "*" && (b < 1 || b > MAX_SEQ)))
+    if (
+      (m[1] !== "*" && (a < 1 || a > MAX_SEQ)) ||
+      (m[2] !== undefined && m[2] !== "*" && (b < 1 || b > MAX_SEQ))
+    )
       throw new SequenceError("sequence number out of range");
     ranges.push([a, b]);
   }

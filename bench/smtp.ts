@@ -1,0 +1,352 @@
+/**
+ * SMTP in, LMTP out, fsync-durable queues on both sides, run side by side on
+ * this machine:
+ *   mailinfra: MX (bench/smtp-server.ts: recipients checked in a real slapd,
+ *              durable queue, no content checks) → LMTP → our store
+ *              (bench/lmtp-server.ts, Maildir with fsync)
+ *   Postfix:   a throwaway instance (`postfix -c <tmp>`; virtual_mailbox_maps
+ *              as the recipient check, its queue fsyncs as always) → LMTP →
+ *              Dovecot's LMTP (mail_fsync = always)
+ * Load: Postfix's smtp-source, SESSIONS parallel sessions, MESSAGES messages
+ * of SIZE bytes, one message per connection, recipients spread over USERS.
+ * Prints messages accepted/s (until smtp-source is done) and delivered/s
+ * (until the last file is in a Maildir), and the ratios. Then the number of
+ * concurrent SMTP sessions our MX holds (HOLD connections, each greeted).
+ *
+ *   npx tsx bench/smtp.ts     (env: MESSAGES SESSIONS SIZE USERS HOLD)
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { RuntimeConfigSchema } from "../runtime/src/config/schema.js";
+import { startSlapd, type TestAccount } from "../runtime/test/support/slapd.js";
+
+const run = promisify(execFile);
+const MESSAGES = Number(process.env.MESSAGES ?? 2000);
+const SESSIONS = Number(process.env.SESSIONS ?? 20);
+const SIZE = Number(process.env.SIZE ?? 4096);
+const USERS = Number(process.env.USERS ?? 20);
+const HOLD = Number(process.env.HOLD ?? 10_000);
+const DOMAIN = "bench.example";
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, "127.0.0.1");
+  await once(s, "listening");
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  try {
+    for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+      if (e.isFile() && /\/(new|cur)$/.test(e.parentPath)) n += 1;
+    }
+  } catch {
+    return 0;
+  }
+  return n;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.pid && child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, "exit");
+    process.kill(child.pid, "SIGTERM");
+    const timer = setTimeout(() => child.pid && process.kill(child.pid, "SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+function spawnTsx(script: string, args: string[]): { child: ChildProcess; port: Promise<number> } {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`${script} exited ${code}`)));
+  });
+  return { child, port };
+}
+
+/** smtp-source: returns seconds taken. Recipients user0..user{USERS-1} spread over USERS runs. */
+async function load(port: number): Promise<number> {
+  const per = Math.ceil(MESSAGES / USERS);
+  const sessions = Math.max(1, Math.floor(SESSIONS / USERS)) || 1;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: USERS }, (_, u) =>
+      run("smtp-source", [
+        "-s", String(sessions), "-m", String(per), "-l", String(SIZE), "-M", "client.bench.test",
+        "-f", `sender@source.test`, "-t", `user${u}@${DOMAIN}`, `127.0.0.1:${port}`,
+      ]),
+    ),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+async function waitStored(dir: string, total: number, timeoutMs = 600_000): Promise<number> {
+  const started = performance.now();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await countFiles(dir)) >= total) return (performance.now() - started) / 1000;
+    if (Date.now() > deadline) throw new Error(`only ${await countFiles(dir)} of ${total} stored in ${dir}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Figures {
+  acceptedPerSecond: number;
+  deliveredPerSecond: number;
+  stored: number;
+}
+
+async function ours(dir: string): Promise<Figures> {
+  const accounts: TestAccount[] = Array.from({ length: USERS }, (_, u) => ({
+    uid: `user${u}`,
+    mail: `user${u}@${DOMAIN}`,
+    password: `pw-${u}-bench`,
+  }));
+  const slapd = await startSlapd({ accounts });
+  const mail = join(dir, "ours-mail");
+  await mkdir(mail, { recursive: true });
+  const store = spawnTsx(join(import.meta.dirname, "lmtp-server.ts"), [mail]);
+  let mx: ReturnType<typeof spawnTsx> | undefined;
+  try {
+    const lmtpPort = await store.port;
+    const config = RuntimeConfigSchema.parse({
+      host: { name: "mx.bench.example", roles: ["mx"] },
+      ldap: slapd.ldapConfig({ cacheTtlSeconds: 60 }),
+      smtp: {
+        domains: [DOMAIN],
+        mx: { listen: ["127.0.0.1:0"] },
+        reverseLookup: false,
+        maxConnections: HOLD + 2000,
+      },
+      queue: { dir: join(dir, "ours-queue"), lmtp: { host: "127.0.0.1", port: lmtpPort }, concurrencyPerDestination: 20 },
+    });
+    const file = join(dir, "ours.json");
+    await writeFile(file, JSON.stringify(config));
+    mx = spawnTsx(join(import.meta.dirname, "smtp-server.ts"), [file]);
+    const port = await mx.port;
+    const started = performance.now();
+    const accepted = await load(port);
+    await waitStored(mail, MESSAGES);
+    const delivered = (performance.now() - started) / 1000;
+    const held = await holdSessions(port, HOLD);
+    console.log(`mailinfra MX   : ${held} of ${HOLD} concurrent SMTP sessions held (each got its 220)`);
+    return {
+      acceptedPerSecond: MESSAGES / accepted,
+      deliveredPerSecond: MESSAGES / delivered,
+      stored: await countFiles(mail),
+    };
+  } finally {
+    if (mx) await stopChild(mx.child);
+    await stopChild(store.child);
+    await slapd.stop();
+  }
+}
+
+/** Opens `n` connections, waits for each greeting, holds them all for a moment, counts the live ones. */
+async function holdSessions(port: number, n: number): Promise<number> {
+  const sockets: net.Socket[] = [];
+  let greeted = 0;
+  const batch = 500;
+  for (let i = 0; i < n; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, n - i) }, () =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(port, "127.0.0.1");
+          sockets.push(s);
+          const timer = setTimeout(resolve, 20_000);
+          s.once("data", (d) => {
+            if (d.toString().startsWith("220 ")) greeted += 1;
+            clearTimeout(timer);
+            resolve();
+          });
+          s.on("error", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        }),
+      ),
+    );
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  const alive = sockets.filter((s) => !s.destroyed && s.readyState === "open").length;
+  for (const s of sockets) s.destroy();
+  return Math.min(greeted, alive);
+}
+
+async function dovecotLmtp(base: string): Promise<{ child: ChildProcess; port: number; mail: string }> {
+  for (const d of ["run", "state", "mail"]) await mkdir(join(base, d), { recursive: true });
+  const passwd = await readFile("/etc/passwd", "utf8");
+  const f = (passwd.split("\n").find((l) => l.startsWith("dovecot:")) ?? "").split(":");
+  const uid = Number(f[2]);
+  const gid = Number(f[3]);
+  await chown(join(base, "mail"), uid, gid);
+  const port = await freePort();
+  const conf = `
+base_dir = ${base}/run
+state_dir = ${base}/state
+log_path = ${base}/dovecot.log
+instance_name = dovecot-bench-smtp-${port}
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+default_internal_group = dovecot
+first_valid_uid = 1
+mail_privileged_group =
+mail_fsync = always
+mail_location = maildir:~/Maildir
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=${uid} gid=${gid} home=${base}/mail/%n
+}
+service lmtp {
+  process_limit = 20
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${port}
+  }
+  unix_listener lmtp {
+    mode = 0600
+  }
+}
+`;
+  await writeFile(join(base, "dovecot.conf"), conf);
+  const child = spawn("/usr/sbin/dovecot", ["-F", "-c", join(base, "dovecot.conf")], { stdio: ["ignore", "ignore", "inherit"] });
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host: "127.0.0.1" }, () => {
+        s.once("data", (d) => {
+          s.destroy();
+          resolve(d.toString().startsWith("220"));
+        });
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (up) break;
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error("dovecot did not start");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, port, mail: join(base, "mail") };
+}
+
+async function postfix(dir: string): Promise<Figures> {
+  const base = join(dir, "postfix");
+  const conf = join(base, "etc");
+  await mkdir(conf, { recursive: true });
+  await chmod(dir, 0o755);
+  await chmod(base, 0o755);
+  const dovecot = await dovecotLmtp(join(base, "dovecot"));
+  const port = await freePort();
+  try {
+    await writeFile(
+      join(conf, "vmailbox"),
+      Array.from({ length: USERS }, (_, u) => `user${u}@${DOMAIN} user${u}/\n`).join(""),
+    );
+    await writeFile(
+      join(conf, "main.cf"),
+      `compatibility_level = 3.6
+queue_directory = ${base}/queue
+data_directory = ${base}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = postfix.bench.example
+mydestination =
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+virtual_mailbox_domains = ${DOMAIN}
+virtual_mailbox_maps = texthash:${conf}/vmailbox
+virtual_transport = lmtp:inet:127.0.0.1:${dovecot.port}
+lmtp_destination_concurrency_limit = 20
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+default_process_limit = 200
+smtp_dns_support_level = disabled
+disable_dns_lookups = yes
+maillog_file = ${base}/maillog
+biff = no
+`,
+    );
+    const master = (await readFile("/etc/postfix/master.cf", "utf8"))
+      .replace(/^smtp(\s+)inet(\s+)n(\s+)-(\s+)y/m, `127.0.0.1:${port}$1inet$2n$3-$4n`)
+      .replace(/^(\S+\s+(?:unix|inet|unix-dgram|fifo|pass)\s+\S+\s+\S+\s+)y(\s)/gm, "$1n$2");
+    await writeFile(join(conf, "master.cf"), master);
+    await run("postfix", ["-c", conf, "check"]).catch(() => undefined);
+    await run("postfix", ["-c", conf, "start"]);
+    try {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const up = await new Promise<boolean>((resolve) => {
+          const s = net.connect({ port, host: "127.0.0.1" }, () => {
+            s.once("data", (d) => {
+              s.destroy();
+              resolve(d.toString().startsWith("220"));
+            });
+          });
+          s.on("error", () => resolve(false));
+        });
+        if (up) break;
+        if (Date.now() > deadline) throw new Error(`postfix did not start: ${await readFile(join(base, "maillog"), "utf8").catch(() => "")}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const started = performance.now();
+      const accepted = await load(port);
+      await waitStored(dovecot.mail, MESSAGES);
+      const delivered = (performance.now() - started) / 1000;
+      return {
+        acceptedPerSecond: MESSAGES / accepted,
+        deliveredPerSecond: MESSAGES / delivered,
+        stored: await countFiles(dovecot.mail),
+      };
+    } finally {
+      await run("postfix", ["-c", conf, "stop"]).catch(() => undefined);
+    }
+  } finally {
+    await stopChild(dovecot.child);
+  }
+}
+
+const dir = await mkdtemp(join(tmpdir(), "bench-smtp-"));
+try {
+  console.log(
+    `SMTP → queue (fsync) → LMTP → Maildir (fsync): ${MESSAGES} messages of ${SIZE} bytes, ${SESSIONS} parallel smtp-source sessions, ${USERS} recipients`,
+  );
+  const a = await ours(dir);
+  console.log(
+    `mailinfra      : ${a.acceptedPerSecond.toFixed(1)} accepted/s, ${a.deliveredPerSecond.toFixed(1)} delivered/s (${a.stored} stored)`,
+  );
+  const b = await postfix(dir);
+  console.log(
+    `postfix+dovecot: ${b.acceptedPerSecond.toFixed(1)} accepted/s, ${b.deliveredPerSecond.toFixed(1)} delivered/s (${b.stored} stored)`,
+  );
+  console.log(
+    `ratio mailinfra/postfix: accepted ${(a.acceptedPerSecond / b.acceptedPerSecond).toFixed(2)}, delivered ${(a.deliveredPerSecond / b.deliveredPerSecond).toFixed(2)}`,
+  );
+  if (a.stored !== MESSAGES || b.stored !== MESSAGES) console.log("WARNING: stored count differs from messages sent");
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
