@@ -17,7 +17,12 @@ const directory: Directory = {
     const m = /^([a-z0-9]+)@bench\.example$/i.exec(address);
     if (!m) return null;
     const uid = (m[1] as string).toLowerCase();
-    return { uid, dn: `uid=${uid},dc=bench`, mail: address.toLowerCase(), addresses: [address.toLowerCase()] };
+    return {
+      uid,
+      dn: `uid=${uid},dc=bench`,
+      mail: address.toLowerCase(),
+      addresses: [address.toLowerCase()],
+    };
   },
   async findByLogin() {
     return null;

@@ -288,6 +288,7 @@ default_process_limit = 200
 smtp_dns_support_level = disabled
 disable_dns_lookups = yes
 maillog_file = ${base}/maillog
+maillog_file_prefixes = ${base}
 biff = no
 `,
     );
@@ -295,6 +296,9 @@ biff = no
       .replace(/^smtp(\s+)inet(\s+)n(\s+)-(\s+)y/m, `127.0.0.1:${port}$1inet$2n$3-$4n`)
       .replace(/^(\S+\s+(?:unix|inet|unix-dgram|fifo|pass)\s+\S+\s+\S+\s+)y(\s)/gm, "$1n$2");
     await writeFile(join(conf, "master.cf"), master);
+    const pw = (await readFile("/etc/passwd", "utf8")).split("\n").find((l) => l.startsWith("postfix:"))?.split(":") ?? [];
+    for (const d of ["queue", "data"]) await mkdir(join(base, d), { recursive: true });
+    await chown(join(base, "data"), Number(pw[2]), Number(pw[3]));
     await run("postfix", ["-c", conf, "check"]).catch(() => undefined);
     await run("postfix", ["-c", conf, "start"]);
     try {

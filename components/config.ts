@@ -450,6 +450,41 @@ export function deriveConfig(s: StackSettings, stack: string, secrets: StackSecr
   };
 }
 
+/**
+ * Checks on secret values. They run when the value resolves (a secret cannot be
+ * read before), so a bad one fails the steps that use it, naming the key.
+ */
+export const SECRET_CHECKS: Record<string, (v: string) => string | undefined> = {
+  sshPrivateKey: (v) =>
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v) ? undefined : "expected a PEM/OpenSSH private key",
+  ldapAdminPassword: (v) => (v.length >= 8 ? undefined : "expected at least 8 characters"),
+  ldapReplicationPassword: (v) =>
+    /^[\x21-\x7e]{8,}$/.test(v) && !/["\\]/.test(v)
+      ? undefined
+      : "expected 8 or more printable characters without spaces, quotes or backslashes (it goes in slapd.conf)",
+  ldapServicePassword: (v) => (v.length >= 16 ? undefined : "expected at least 16 characters"),
+  heartbeatAuthkey: (v) =>
+    /^[\x21-\x7e]{16,}$/.test(v) ? undefined : "expected 16 or more printable characters without spaces",
+  statsDatabasePassword: (v) => (v.length >= 8 ? undefined : "expected at least 8 characters"),
+  tlsCertificate: (v) =>
+    v.includes("-----BEGIN CERTIFICATE-----") ? undefined : "expected a PEM certificate",
+  tlsPrivateKey: (v) =>
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v) ? undefined : "expected a PEM private key",
+};
+
+function checkedSecret(
+  key: string,
+  value: pulumi.Output<string>,
+  check = SECRET_CHECKS[key],
+): pulumi.Output<string> {
+  if (check === undefined) return value;
+  return value.apply((v) => {
+    const problem = check(v);
+    if (problem !== undefined) throw new StackConfigError([`${PROJECT}:${key}: ${problem}`]);
+    return v;
+  });
+}
+
 /** Reads the raw values of every non-secret key; a value that is not JSON names its key. */
 function readRaw(cfg: pulumi.Config): Record<string, unknown> {
   const raw: Record<string, unknown> = {};
@@ -482,7 +517,11 @@ export function loadStackConfig(
   const secretOutputs = new Map<string, pulumi.Output<string>>();
   for (const k of new Set<string>([...Object.keys(SECRET_KEYS), ...hostKeys])) {
     const v = cfg.getSecret(k);
-    if (v !== undefined) secretOutputs.set(k, v);
+    if (v !== undefined)
+      secretOutputs.set(
+        k,
+        checkedSecret(k, v, hostKeys.has(k) ? SECRET_CHECKS.sshPrivateKey : SECRET_CHECKS[k]),
+      );
   }
   const settings = parseStackSettings(raw, stack, new Set(secretOutputs.keys()));
   const need = (k: string) => secretOutputs.get(k)!;

@@ -5,10 +5,11 @@
  * only after BOTH are configured (each start step depends on both configure
  * steps), so neither takes the resources alone while the other is half set up.
  */
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
   type Connection,
+  hostCommand,
   PUT_FUNCTION,
   STAGE_DIR,
   STEP_TIMEOUTS,
@@ -47,7 +48,8 @@ export const CONFIGURE_SCRIPT = script(
 /**
  * Starts Heartbeat when it is not running; when it runs and its files changed,
  * tells it to re-read them (`heartbeat -r`) rather than restarting it, which
- * would move the resources to the other node.
+ * would move the resources to the other node. -r re-reads ha.cf and authkeys;
+ * a changed haresources takes effect at the node's next Heartbeat start.
  */
 export const START_SCRIPT = script(
   "systemctl enable -q heartbeat",
@@ -84,7 +86,7 @@ export class HeartbeatPair extends pulumi.ComponentResource {
           o,
         ),
       ];
-      return new remote.Command(
+      return hostCommand(
         `${n}-configure`,
         {
           connection: node.connection,
@@ -97,19 +99,18 @@ export class HeartbeatPair extends pulumi.ComponentResource {
         { parent: this, dependsOn: files, customTimeouts: STEP_TIMEOUTS },
       );
     });
-    this.started = args.nodes.map(
-      (node, i) =>
-        new remote.Command(
-          `${name}-${node.name}-start`,
-          {
-            connection: node.connection,
-            create: START_SCRIPT,
-            delete: script("systemctl disable -q --now heartbeat || true"),
-            triggers: [this.configured[i]!.triggers, sha256(START_SCRIPT)],
-          },
-          // Both nodes configured before either starts.
-          { parent: this, dependsOn: this.configured, customTimeouts: STEP_TIMEOUTS },
-        ),
+    this.started = args.nodes.map((node, i) =>
+      hostCommand(
+        `${name}-${node.name}-start`,
+        {
+          connection: node.connection,
+          create: START_SCRIPT,
+          delete: script("systemctl disable -q --now heartbeat || true"),
+          triggers: [this.configured[i]!.triggers, sha256(START_SCRIPT)],
+        },
+        // Both nodes configured before either starts.
+        { parent: this, dependsOn: this.configured, customTimeouts: STEP_TIMEOUTS },
+      ),
     );
     this.registerOutputs({});
   }

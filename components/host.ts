@@ -8,7 +8,16 @@ import { readFileSync } from "node:fs";
 import { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Role } from "./config.js";
-import { type Connection, PUT_FUNCTION, STAGE_DIR, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
+import {
+  type Connection,
+  hostCommand,
+  PUT_FUNCTION,
+  STAGE_DIR,
+  STEP_TIMEOUTS,
+  script,
+  sha256,
+  shq,
+} from "./remote.js";
 
 /** Debian packages per role; `openssl` and `ca-certificates` everywhere (TLS). */
 export const ROLE_PACKAGES: Record<Role, readonly string[]> = {
@@ -97,7 +106,7 @@ export class Host extends pulumi.ComponentResource {
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:host:Host", name, {}, opts);
     const withRuntime = args.bundlePath !== undefined;
-    this.base = new remote.Command(
+    this.base = hostCommand(
       `${name}-base`,
       {
         connection: args.connection,

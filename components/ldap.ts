@@ -12,10 +12,11 @@
  */
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
   type Connection,
+  hostCommand,
   PUT_FUNCTION,
   STAGE_DIR,
   STEP_TIMEOUTS,
@@ -187,7 +188,7 @@ export class LdapDirectory extends pulumi.ComponentResource {
       return {
         files,
         step: (deps: pulumi.Resource[]) =>
-          new remote.Command(
+          hostCommand(
             `${n}-configure`,
             {
               connection: node.connection,
@@ -246,7 +247,7 @@ export class LdapDirectory extends pulumi.ComponentResource {
       ),
     ];
     const base = baseScript(args.rootDn);
-    this.baseEntries = new remote.Command(
+    this.baseEntries = hostCommand(
       `${pn}-base`,
       {
         connection: args.provider.connection,

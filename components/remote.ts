@@ -107,3 +107,43 @@ export function connectionFor(
   if (host.ssh.hostKey !== undefined) c.hostKey = host.ssh.hostKey;
   return c;
 }
+
+export interface StepArgs {
+  connection: pulumi.Input<Connection>;
+  /** Idempotent script (`set -eu` …): also run on update, so a changed input never replaces the step. */
+  create: string;
+  /** Undoes what create made; runs only when the step is removed (never on an update). */
+  delete?: string;
+  triggers?: pulumi.Input<unknown>[];
+  /** Secret input (SQL, LDIF): travels on stdin, never in the command line. */
+  stdin?: pulumi.Input<string>;
+}
+
+/**
+ * A `remote.Command` the way every component runs one:
+ * - `update` = `create`: the scripts are idempotent, so a changed trigger or
+ *   script re-runs them in place. Without it the command provider REPLACES the
+ *   step, running the new create and then the old delete, which would undo it.
+ * - `addPreviousOutputInEnv: false`: the provider otherwise sends the previous
+ *   stdout/stderr as SSH environment requests, which Debian's sshd refuses
+ *   (AcceptEnv LANG LC_*) and which fails the step.
+ */
+export function hostCommand(
+  name: string,
+  args: StepArgs,
+  opts: pulumi.CustomResourceOptions,
+): remote.Command {
+  return new remote.Command(
+    name,
+    {
+      connection: args.connection,
+      create: args.create,
+      update: args.create,
+      addPreviousOutputInEnv: false,
+      ...(args.delete === undefined ? {} : { delete: args.delete }),
+      ...(args.triggers === undefined ? {} : { triggers: args.triggers }),
+      ...(args.stdin === undefined ? {} : { stdin: args.stdin }),
+    },
+    { customTimeouts: STEP_TIMEOUTS, ...opts },
+  );
+}

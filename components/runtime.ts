@@ -10,11 +10,12 @@
  * store's, with HA) are never enabled at boot nor started here: a change
  * restarts them only where they run (`try-restart`).
  */
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { bundleInstallLines } from "./host.js";
 import {
   type Connection,
+  hostCommand,
   RESTART_MARKER,
   STAGE_DIR,
   STEP_TIMEOUTS,
@@ -133,7 +134,7 @@ export class MailRuntime extends pulumi.ComponentResource {
     ];
     const create = installScript(args);
     const units = args.units.map((x) => unitName(x.service)).join(" ");
-    this.install = new remote.Command(
+    this.install = hostCommand(
       `${name}-install`,
       {
         connection: args.connection,

@@ -8,9 +8,9 @@
  * `mkfs -f`. With Heartbeat the fstab entry is `noauto` (Heartbeat's Filesystem
  * agent mounts it on the active node only); without, it is mounted plainly.
  */
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
+import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
 
 export interface SanVolumeArgs {
   connection: pulumi.Input<Connection>;
@@ -115,7 +115,7 @@ export class SanVolume extends pulumi.ComponentResource {
         this,
       );
     const format = formatScript(args);
-    this.format = new remote.Command(
+    this.format = hostCommand(
       `${name}-format`,
       // No delete: the volume holds the mail; removing the stack never erases it.
       { connection: args.connection, create: format, triggers: [sha256(format)] },
@@ -123,7 +123,7 @@ export class SanVolume extends pulumi.ComponentResource {
     );
     const mount = mountScript(args);
     const mp = shq(args.mountpoint);
-    this.mount = new remote.Command(
+    this.mount = hostCommand(
       `${name}-mount`,
       {
         connection: args.connection,

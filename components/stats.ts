@@ -4,9 +4,9 @@
  * password is set from the secret, which travels on stdin (SQL), never in the
  * command line.
  */
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, STEP_TIMEOUTS, script, sha256 } from "./remote.js";
+import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256 } from "./remote.js";
 
 export interface StatsDatabaseArgs {
   connection: pulumi.Input<Connection>;
@@ -64,7 +64,7 @@ export class StatsDatabase extends pulumi.ComponentResource {
     super("mailinfra:stats:StatsDatabase", name, {}, opts);
     const create = statsDatabaseScript(args.port);
     const sql = pulumi.output(args.password).apply((pw) => statsDatabaseSql(args.name, args.user, pw));
-    this.step = new remote.Command(
+    this.step = hostCommand(
       `${name}-create`,
       {
         connection: args.connection,

@@ -5,10 +5,11 @@
  * openssl for the service names (host names, VIP names, addresses); regenerated
  * only when that list changes. A change marks the runtime for a restart.
  */
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
   type Connection,
+  hostCommand,
   PUT_FUNCTION,
   RESTART_MARKER,
   STAGE_DIR,
@@ -90,7 +91,7 @@ export class Tls extends pulumi.ComponentResource {
     const cleanup = script(`rm -rf ${TLS_DIR}`);
     if (args.given === undefined) {
       const create = selfSignedScript(args.owner, args.dnsNames, args.ipAddresses);
-      this.step = new remote.Command(
+      this.step = hostCommand(
         `${name}-selfsigned`,
         { connection: args.connection, create, delete: cleanup, triggers: [sha256(create)] },
         { parent: this, dependsOn: args.dependsOn, customTimeouts: STEP_TIMEOUTS },
@@ -108,7 +109,7 @@ export class Tls extends pulumi.ComponentResource {
         { name: "tls-key.pem", content: pulumi.secret(args.given.privateKey) },
         { parent: this, dependsOn: args.dependsOn },
       );
-      this.step = new remote.Command(
+      this.step = hostCommand(
         `${name}-install`,
         {
           connection: args.connection,

@@ -86,6 +86,17 @@ export function expectTypeTokens(run: ProgramRun): void {
   }
 }
 
+/**
+ * Every command re-runs its idempotent create on update (never a replace, whose
+ * old delete would undo the new create) and sends no SSH environment.
+ */
+export function expectUpdateInPlace(run: ProgramRun): void {
+  for (const r of run.resources.filter((x) => x.type === "command:remote:Command")) {
+    expect(r.inputs.update, `${r.name} update`).toBe(r.inputs.create);
+    expect(r.inputs.addPreviousOutputInEnv, `${r.name} addPreviousOutputInEnv`).toBe(false);
+  }
+}
+
 /** Every command runs `set -eu` first. */
 export function expectStrictShell(run: ProgramRun): void {
   for (const r of run.resources.filter((x) => x.type === "command:remote:Command")) {

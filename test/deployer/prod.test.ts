@@ -10,6 +10,7 @@ import {
   expectShellSyntax,
   expectStrictShell,
   expectTypeTokens,
+  expectUpdateInPlace,
   step,
   steps,
 } from "./policy.js";
@@ -169,6 +170,10 @@ describe("stack prod", () => {
 
   it("writes scripts that /bin/sh parses", async () => {
     await expectShellSyntax(run);
+  });
+
+  it("updates steps in place and sends no SSH environment", () => {
+    expectUpdateInPlace(run);
   });
 
   it("uses mailinfra:<module>:<Type> tokens and strict shell", () => {

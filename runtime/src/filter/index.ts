@@ -129,9 +129,12 @@ export function createFilterPipeline(config: FilterConfig, deps: FilterDeps): Fi
     if (hit && now - hit.at < DNSBL_CACHE_MS) return hit.result;
     const p = dnsbl(shared, session);
     // Errors (timeouts) are not cached: the next connection asks again.
-    p.then((r) => {
-      if (r.outcome === "error") dnsblCache.delete(ip);
-    });
+    p.then(
+      (r) => {
+        if (r.outcome === "error") dnsblCache.delete(ip);
+      },
+      () => dnsblCache.delete(ip),
+    );
     if (dnsblCache.size >= DNSBL_CACHE_MAX) {
       for (const [k, v] of dnsblCache) if (now - v.at >= DNSBL_CACHE_MS) dnsblCache.delete(k);
       if (dnsblCache.size >= DNSBL_CACHE_MAX) dnsblCache.clear();

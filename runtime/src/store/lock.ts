@@ -8,6 +8,7 @@
  * processes breaking the same stale lock only one wins.
  */
 import { randomBytes } from "node:crypto";
+import { symlinkSync, unlinkSync } from "node:fs";
 import { lstat, readlink, rename, symlink, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isErrno, sleep } from "./fsutil.js";
@@ -76,12 +77,18 @@ export async function acquireLock(path: string, options: LockOptions): Promise<(
   let delay = 1;
   for (;;) {
     try {
-      await symlink(`${process.pid} ${HOST} ${Date.now()}`, path);
+      // Metadata-only calls are made synchronously on the hot path: a thread-pool
+      // round trip costs more than the syscall itself.
+      symlinkSync(`${process.pid} ${HOST} ${Date.now()}`, path);
       let released = false;
       return async () => {
         if (released) return;
         released = true;
-        await unlink(path).catch(() => undefined);
+        try {
+          unlinkSync(path);
+        } catch {
+          // already broken as stale by someone else
+        }
       };
     } catch (err) {
       if (!isErrno(err, "EEXIST")) throw err;

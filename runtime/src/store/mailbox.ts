@@ -5,7 +5,7 @@
  * listeners, and fs.watch on the directory for changes other processes make —
  * LMTP and IMAP are separate services on the store host).
  */
-import { type FSWatcher, watch } from "node:fs";
+import { type FSWatcher, renameSync, statSync, watch } from "node:fs";
 import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
@@ -100,14 +100,10 @@ export class Mailbox {
     }
   }
 
+  /** Synchronous: a stat is cheaper than a thread-pool round trip. */
   private async statKey(file: string): Promise<string | null> {
-    try {
-      const st = await stat(file, { bigint: true });
-      return `${st.ino}:${st.mtimeNs}:${st.size}`;
-    } catch (err) {
-      if (isErrno(err, "ENOENT")) return null;
-      throw err;
-    }
+    const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+    return st ? `${st.ino}:${st.mtimeNs}:${st.size}` : null;
   }
 
   private async readIndex(): Promise<IndexData | null> {
@@ -311,7 +307,7 @@ export class Mailbox {
                 }
                 const dir = item.flags.length > 0 ? "cur" : "new";
                 const name = dir === "cur" ? curName(item.base, letters) : item.base;
-                await rename(item.tmpPath, join(this.path, dir, name));
+                renameSync(item.tmpPath, join(this.path, dir, name));
                 dirs.add(dir);
                 const known = tx.data.records.find((r) => r.base === item.base);
                 if (known) {

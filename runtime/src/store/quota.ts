@@ -5,7 +5,7 @@
  * recalculated from the folders when missing, when the limit changed, or when
  * it grew past 5120 bytes (the Maildir++ rule), and written atomically.
  */
-import { constants } from "node:fs";
+import { constants, statSync } from "node:fs";
 import { appendFile, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { parseName } from "./filename.js";
@@ -57,13 +57,8 @@ const CACHE_MAX = 10_000;
 
 export async function readUsage(userRoot: string, limitBytes: number): Promise<Usage> {
   const file = join(userRoot, QUOTA_FILE);
-  let key = "";
-  try {
-    const st = await stat(file, { bigint: true });
-    key = `${st.ino}:${st.size}:${st.mtimeNs}`;
-  } catch (err) {
-    if (!isErrno(err, "ENOENT")) throw err;
-  }
+  const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+  const key = st ? `${st.ino}:${st.size}:${st.mtimeNs}` : "";
   const hit = cache.get(file);
   if (key && hit?.key === key && hit.limit === limitBytes) return { ...hit.usage };
   const usage = await readUsageFile(userRoot, limitBytes);
@@ -123,7 +118,7 @@ export async function addUsage(userRoot: string, bytes: number, messages: number
   // Keep the parsed usage when nobody else appended in between (the size grew by exactly our line).
   const hit = cache.get(file);
   if (!hit) return;
-  const st = await stat(file, { bigint: true }).catch(() => null);
+  const st = statSync(file, { bigint: true, throwIfNoEntry: false });
   const [ino, , size] = hit.key.split(":");
   if (st && String(st.ino) === ino && st.size === BigInt(size ?? -1) + BigInt(line.length)) {
     hit.key = `${st.ino}:${st.size}:${st.mtimeNs}`;

@@ -301,3 +301,51 @@ describe("header_checks, mime_header_checks, body_checks on whole messages", () 
     ).toThrow(/sender_access:2: expected a delimited pattern/);
   });
 });
+
+describe("robustness", () => {
+  it("random and truncated MIME never throws: every input gets a verdict", async () => {
+    const p = createFilterPipeline(
+      filterConfig({
+        headerChecks: fixture("header_checks"),
+        bodyChecks: fixture("body_checks"),
+        dkim: { enabled: false },
+        dmarc: { enabled: false },
+        arc: { enabled: false },
+        mimeBomb: { maxDepth: 5, maxParts: 50 },
+      }),
+      { logger: silentLogger, localDomains: [] },
+    );
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const pieces = [
+      "Content-Type: multipart/mixed; boundary=a\r\n",
+      "Content-Type: message/rfc822\r\n",
+      'Content-Type: multipart/digest; boundary="a"\r\n',
+      "--a\r\n",
+      "--a--\r\n",
+      "\r\n",
+      " folded\r\n",
+      "Subject: viagra\r\n",
+      "no colon line\r\n",
+      "\0\xff\xfe",
+      "\n",
+      "\r",
+      "x".repeat(5000),
+    ];
+    const actions = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const parts = Array.from({ length: 1 + rnd(40) }, () => pieces[rnd(pieces.length)]!);
+      const buf = Buffer.from(parts.join(""), "latin1");
+      const v = await p.transaction().onData(buf.subarray(0, rnd(buf.length + 1)), {
+        helo: "h.test",
+        mailFrom: "",
+        rcptTo: ["u@x.test"],
+      });
+      actions.add(v.action);
+    }
+    expect([...actions].every((a) => ["accept", "tag", "reject"].includes(a))).toBe(true);
+  });
+});
