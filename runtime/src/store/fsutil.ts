@@ -2,14 +2,47 @@
  * Small durable-write helpers for the Maildir backend: rename(2) is atomic but
  * only durable once the directory holding the new name is fsynced.
  */
+import { closeSync, fdatasync, fsync, futimesSync, openSync, writeSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 
+/*
+ * On the delivery path only the fsyncs wait for the disk; open, a small write
+ * into the page cache and close are cheaper done synchronously than as
+ * thread-pool round trips. Larger writes stay asynchronous.
+ */
+export const SYNC_WRITE_MAX_BYTES = 256 * 1024;
+
+export function fsyncFd(fd: number, dataOnly = false): Promise<void> {
+  return new Promise((resolve, reject) => {
+    (dataOnly ? fdatasync : fsync)(fd, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
 export async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, "r");
+  const fd = openSync(path, "r");
   try {
-    await handle.sync();
+    await fsyncFd(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
+  }
+}
+
+/** Writes a small file (flags "wx", "w", "a" …), optionally fsyncs it. */
+export async function writeSmallFile(
+  path: string,
+  flags: string,
+  data: Buffer | string,
+  options: { fsync: boolean; dataOnly?: boolean; mtime?: Date },
+): Promise<void> {
+  const fd = openSync(path, flags, 0o600);
+  try {
+    const buf = typeof data === "string" ? Buffer.from(data) : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    if (options.mtime) futimesSync(fd, options.mtime, options.mtime);
+    if (options.fsync) await fsyncFd(fd, options.dataOnly);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -6,11 +6,11 @@
  * LMTP and IMAP are separate services on the store host).
  */
 import { type FSWatcher, renameSync, statSync, watch } from "node:fs";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
-import { fsyncPath, isErrno, writeAtomic } from "./fsutil.js";
+import { fsyncPath, isErrno, writeAtomic, writeSmallFile } from "./fsutil.js";
 import { acquireLock, Mutex } from "./lock.js";
 import type { TmpMessage } from "./save.js";
 import { dirMtimes, reconcile } from "./sync.js";
@@ -256,13 +256,7 @@ export class Mailbox {
     const text = logLines(data, appended, fresh);
     const logFile = join(this.path, INDEX_LOG_FILE);
     // A log of another generation (-1) is truncated: nobody applies it.
-    const handle = await open(logFile, fresh ? "w" : "a", 0o600);
-    try {
-      await handle.write(text);
-      if (this.options.fsync) await handle.datasync();
-    } finally {
-      await handle.close();
-    }
+    await writeSmallFile(logFile, fresh ? "w" : "a", text, { fsync: this.options.fsync, dataOnly: true });
     if (fresh && this.options.fsync) await fsyncPath(this.path);
     const logKey = await this.statKey(logFile);
     this.cache = {
@@ -393,7 +387,8 @@ export class Mailbox {
   private startWatching(): void {
     try {
       this.watcher = watch(this.path, { persistent: false }, (_event, filename) => {
-        if (filename === null || filename === INDEX_FILE) this.scheduleNotify();
+        if (filename === null || filename === INDEX_FILE || filename === INDEX_LOG_FILE)
+          this.scheduleNotify();
       });
       this.watcher.on("error", () => {
         this.stopWatching();
@@ -408,9 +403,9 @@ export class Mailbox {
   private startPolling(): void {
     let last = "";
     this.poller = setInterval(() => {
-      stat(join(this.path, INDEX_FILE), { bigint: true })
-        .then((st) => {
-          const key = `${st.ino}:${st.mtimeNs}`;
+      Promise.all([this.statKey(join(this.path, INDEX_FILE)), this.statKey(join(this.path, INDEX_LOG_FILE))])
+        .then(([base, log]) => {
+          const key = `${base}|${log}`;
           if (last && key !== last) this.scheduleNotify();
           last = key;
         })

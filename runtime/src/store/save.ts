@@ -6,7 +6,7 @@
 import { copyFile, link, open, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { baseName, uniqueName } from "./filename.js";
-import { fsyncPath, isErrno } from "./fsutil.js";
+import { fsyncPath, isErrno, SYNC_WRITE_MAX_BYTES, writeSmallFile } from "./fsutil.js";
 
 export interface TmpMessage {
   tmpPath: string;
@@ -38,6 +38,18 @@ export async function writeTmp(
   const now = Date.now();
   const base = baseName(uniqueName(), content.length);
   const tmpPath = join(mailboxPath, "tmp", base);
+  if (content.length <= SYNC_WRITE_MAX_BYTES) {
+    try {
+      await writeSmallFile(tmpPath, "wx", content, {
+        fsync,
+        ...(internalDate ? { mtime: internalDate } : {}),
+      });
+    } catch (err) {
+      await unlink(tmpPath).catch(() => undefined);
+      throw err;
+    }
+    return { tmpPath, base, size: content.length, internalDate: internalDate?.getTime() ?? now };
+  }
   const handle = await open(tmpPath, "wx", 0o600);
   try {
     await handle.writeFile(content);

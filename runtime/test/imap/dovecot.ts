@@ -61,7 +61,7 @@ auth_mechanisms = plain login
 default_internal_user = dovecot
 default_login_user = dovenull
 default_internal_group = dovecot
-mail_fsync = ${options.fsync === false ? "never" : "always"}
+mail_fsync = ${options.fsync ?? "optimized"}
 passdb {
   driver = static
   args = password=${options.password}

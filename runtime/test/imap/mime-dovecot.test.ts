@@ -65,7 +65,7 @@ async function collect(port: number, label: string): Promise<void> {
 
 beforeAll(async () => {
   [dovecot, ours] = await Promise.all([
-    startDovecot({ password: "alice-secret-1", fsync: false }),
+    startDovecot({ password: "alice-secret-1", fsync: "never" }),
     startServer(),
   ]);
   await Promise.all([collect(dovecot.port, "dovecot"), collect(ours.port, "ours")]);

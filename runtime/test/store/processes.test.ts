@@ -67,6 +67,26 @@ describe("maildir store across processes", () => {
     await store.close();
   });
 
+  it("a session in this process hears about deliveries made by another process", async () => {
+    const store = createMaildirStore({ root: dir, defaultQuotaBytes: 1e9 });
+    const user = await store.open("watched");
+    const s = await user.openMailbox("INBOX");
+    let fired = 0;
+    s.onChange(() => {
+      fired += 1;
+    });
+    const k = child([dir, "watched", "3", "100", "w"]);
+    expect(await k.done).toBe(0);
+    const deadline = Date.now() + 3000;
+    while (fired === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(fired).toBeGreaterThan(0);
+    const changes = await s.sync();
+    expect(changes.added.map((m) => m.uid)).toEqual(k.lines.map((l) => Number(l.split(" ")[1])));
+    expect(s.recent().size).toBe(3);
+    await s.close();
+    await store.close();
+  });
+
   it("kill -9 mid-write leaves only whole messages in new/ and cur/ and a usable index", async () => {
     const k = child([dir, "crash", "100000", "300000", "c"]);
     // let it get going, then kill it at an arbitrary point

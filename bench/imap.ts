@@ -1,0 +1,311 @@
+/**
+ * IMAP figures, side by side with Debian's Dovecot (dovecot-imapd) on this machine.
+ *
+ * (a) Idle connections: IDLE_CONNECTIONS clients log in, SELECT INBOX and
+ *     IDLE; the server's RSS and heap (after GC) before and after, per
+ *     connection. Our server runs in its own process (bench/imap-server.ts).
+ * (b) Mixed workload: CLIENTS concurrent clients for DURATION seconds, each
+ *     repeating a session of LOGIN, SELECT, FETCH (FLAGS), FETCH BODY.PEEK[],
+ *     FETCH ENVELOPE+BODYSTRUCTURE, STORE, SEARCH (flags), SEARCH (header),
+ *     APPEND, STORE \Deleted, EXPUNGE, LOGOUT; operations (commands) per
+ *     second for ours and Dovecot, and the ratio. Both fsync saved mail
+ *     (ours: file + directory; Dovecot: mail_fsync = optimized, its default).
+ *
+ *   npx tsx bench/imap.ts   (env: IDLE_CONNECTIONS=20000 CLIENTS=40 DURATION=20 USERS=40 MESSAGES=40 SKIP_IDLE=1 SKIP_MIXED=1)
+ *
+ * ulimit -n is raised to the hard limit by re-running itself under bash;
+ * clients spread over 127.0.0.2–127.0.0.51 so ephemeral ports do not run out.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { startDovecot } from "../runtime/test/imap/dovecot.js";
+
+/** 20,000 is the target; a process here may hold at most `ulimit -Hn` (20,000) descriptors, listeners and files included. */
+const IDLE_CONNECTIONS = Number(process.env.IDLE_CONNECTIONS ?? 19_900);
+const CLIENTS = Number(process.env.CLIENTS ?? 40);
+const DURATION = Number(process.env.DURATION ?? 20);
+const USERS = Number(process.env.USERS ?? 40);
+const MESSAGES = Number(process.env.MESSAGES ?? 40);
+const IDLE_USERS = 200;
+const PASSWORD = randomBytes(12).toString("hex");
+
+function message(i: number): string {
+  const line = `${"lorem ipsum dolor sit amet ".repeat(3).slice(0, 76)}\r\n`;
+  return (
+    `From: Bench Sender <bench@sender.example>\r\nTo: someone@bench.example\r\nSubject: bench ${i}\r\n` +
+    `Date: Mon, 6 Mar 2023 10:00:00 +0000\r\nMessage-ID: <${i}.${Date.now()}@sender.example>\r\nMIME-Version: 1.0\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\n\r\n${line.repeat(50)}`
+  );
+}
+
+/** A small IMAP client: one command at a time, literals skipped correctly. */
+class Client {
+  private buf = Buffer.alloc(0);
+  private wake: (() => void) | null = null;
+  private closed = false;
+  private n = 0;
+  socket!: net.Socket;
+
+  async connect(port: number, localAddress?: string): Promise<void> {
+    this.socket = net.connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
+    this.socket.setNoDelay(true);
+    this.socket.on("data", (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      this.wake?.();
+    });
+    this.socket.on("close", () => {
+      this.closed = true;
+      this.wake?.();
+    });
+    this.socket.on("error", () => undefined);
+    await this.readUntil((line) => line.startsWith("* OK"));
+  }
+
+  /** Reads lines (skipping literal bytes) until `done(line)`; returns the last line. */
+  private async readUntil(done: (line: string) => boolean): Promise<string> {
+    let pos = 0;
+    for (;;) {
+      const lf = this.buf.indexOf(10, pos);
+      if (lf >= 0) {
+        const line = this.buf.subarray(pos, lf - 1).toString("latin1");
+        const m = /\{(\d+)\}$/.exec(line);
+        if (m) {
+          const need = lf + 1 + Number(m[1]);
+          if (this.buf.length < need) {
+            await this.more();
+            continue;
+          }
+          pos = need;
+          continue;
+        }
+        pos = lf + 1;
+        if (done(line)) {
+          this.buf = this.buf.subarray(pos);
+          return line;
+        }
+        continue;
+      }
+      await this.more();
+    }
+  }
+
+  private more(): Promise<void> {
+    if (this.closed) throw new Error("connection closed");
+    return new Promise((resolve) => {
+      this.wake = () => {
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  async cmd(command: string, literal?: string): Promise<string> {
+    const tag = `t${++this.n}`;
+    if (literal !== undefined) {
+      this.socket.write(`${tag} ${command} {${Buffer.byteLength(literal)}}\r\n`);
+      await this.readUntil((l) => l.startsWith("+") || l.startsWith(tag));
+      this.socket.write(`${literal}\r\n`);
+    } else this.socket.write(`${tag} ${command}\r\n`);
+    const line = await this.readUntil((l) => l.startsWith(`${tag} `));
+    if (!line.startsWith(`${tag} OK`)) throw new Error(`${command.split(" ")[0]}: ${line}`);
+    return line;
+  }
+
+  async idle(): Promise<void> {
+    this.socket.write("i IDLE\r\n");
+    await this.readUntil((l) => l.startsWith("+"));
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+async function seed(port: number, users: number, messages: number): Promise<void> {
+  const queue = Array.from({ length: users }, (_, u) => u);
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let u = queue.shift(); u !== undefined; u = queue.shift()) {
+        const c = new Client();
+        await c.connect(port);
+        await c.cmd(`LOGIN u${u} ${PASSWORD}`);
+        for (let i = 0; i < messages; i++) await c.cmd("APPEND INBOX", message(i));
+        await c.cmd("LOGOUT").catch(() => undefined);
+        c.close();
+      }
+    }),
+  );
+}
+
+interface OurServer {
+  port: number;
+  mem(): Promise<{ rss: number; heapUsed: number; external: number; connections: number }>;
+  stop(): Promise<void>;
+}
+
+async function startOurs(root: string): Promise<OurServer> {
+  const script = fileURLToPath(new URL("./imap-server.ts", import.meta.url));
+  // SERVER_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
+  const extra = (process.env.SERVER_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...extra, "--expose-gc", "--import", "tsx", script], {
+    env: { ...process.env, BENCH_PASSWORD: PASSWORD, STORE_ROOT: root },
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const waiting: Array<(l: string) => void> = [];
+  lines.on("line", (l) => waiting.shift()?.(l));
+  const next = (): Promise<string> => new Promise((r) => waiting.push(r));
+  const { port } = JSON.parse(await next()) as { port: number };
+  return {
+    port,
+    async mem() {
+      const p = next();
+      child.stdin!.write("mem\n");
+      return JSON.parse(await p);
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.stdin!.end();
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+
+async function idleBench(): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "bench-imap-idle-"));
+  const server = await startOurs(root);
+  try {
+    await seed(server.port, IDLE_USERS, 3);
+    // warm-up: code paths, mailbox caches
+    const warm = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const c = new Client();
+        await c.connect(server.port);
+        await c.cmd(`LOGIN u${i % IDLE_USERS} ${PASSWORD}`);
+        await c.cmd("SELECT INBOX");
+        return c;
+      }),
+    );
+    for (const c of warm) c.close();
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await server.mem();
+    const clients: Client[] = [];
+    const started = Date.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        for (let i = next++; i < IDLE_CONNECTIONS; i = next++) {
+          const c = new Client();
+          await c.connect(server.port, `127.0.0.${2 + (i % 50)}`);
+          await c.cmd(`LOGIN u${i % IDLE_USERS} ${PASSWORD}`);
+          await c.cmd("SELECT INBOX");
+          await c.idle();
+          clients.push(c);
+        }
+      }),
+    );
+    const opened = (Date.now() - started) / 1000;
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await server.mem();
+    const n = after.connections;
+    console.log(`(a) idle IMAP connections (LOGIN, SELECT INBOX, IDLE): ${n} held, opened in ${opened.toFixed(1)} s`);
+    console.log(
+      `    server RSS ${mb(before.rss)} → ${mb(after.rss)}: ${((after.rss - before.rss) / n / 1024).toFixed(1)} KB per connection` +
+        ` (JS heap ${((after.heapUsed - before.heapUsed) / n / 1024).toFixed(1)} KB, external ${((after.external - before.external) / n / 1024).toFixed(1)} KB)`,
+    );
+    console.log(`    target: 20,000 at ≤ 30 KB each`);
+    for (const c of clients) c.close();
+  } finally {
+    await server.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function workload(port: number): Promise<{ ops: number; seconds: number; sessions: number; errors: number }> {
+  let ops = 0;
+  let sessions = 0;
+  let errors = 0;
+  const deadline = Date.now() + DURATION * 1000;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, k) => {
+      const user = `u${k % USERS}`;
+      let i = 0;
+      while (Date.now() < deadline) {
+        const c = new Client();
+        try {
+          await c.connect(port);
+          await c.cmd(`LOGIN ${user} ${PASSWORD}`);
+          await c.cmd("SELECT INBOX");
+          await c.cmd("FETCH 1:* (FLAGS UID)");
+          const n = 1 + (i++ % MESSAGES);
+          await c.cmd(`FETCH ${n} (BODY.PEEK[])`);
+          await c.cmd(`FETCH ${n}:* (ENVELOPE BODYSTRUCTURE RFC822.SIZE)`);
+          await c.cmd(`STORE ${n} +FLAGS (\\Seen)`);
+          await c.cmd("SEARCH UNSEEN");
+          await c.cmd(`SEARCH SUBJECT "bench ${n}"`);
+          await c.cmd("APPEND INBOX", message(1000 + i));
+          await c.cmd("STORE * +FLAGS.SILENT (\\Deleted)");
+          await c.cmd("EXPUNGE");
+          await c.cmd("LOGOUT");
+          ops += 12;
+          sessions++;
+        } catch (err) {
+          errors++;
+          if (errors < 5) console.error(`    client error: ${(err as Error).message}`);
+        } finally {
+          c.close();
+        }
+      }
+    }),
+  );
+  return { ops, seconds: (Date.now() - started) / 1000, sessions, errors };
+}
+
+async function mixedBench(): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "bench-imap-mixed-"));
+  const ours = await startOurs(root);
+  const dovecot = await startDovecot({ password: PASSWORD, fsync: "optimized", processes: 4 });
+  try {
+    await Promise.all([seed(ours.port, USERS, MESSAGES), seed(dovecot.port, USERS, MESSAGES)]);
+    console.log(`(b) mixed workload: ${CLIENTS} clients, ${DURATION} s each, ${USERS} users with ${MESSAGES} messages`);
+    const theirs = await workload(dovecot.port);
+    const mine = await workload(ours.port);
+    const rate = (r: { ops: number; seconds: number }): number => r.ops / r.seconds;
+    console.log(
+      `    dovecot ${rate(theirs).toFixed(0)} ops/s (${theirs.sessions} sessions, ${theirs.errors} errors)`,
+    );
+    console.log(`    ours    ${rate(mine).toFixed(0)} ops/s (${mine.sessions} sessions, ${mine.errors} errors)`);
+    console.log(`    ratio ours/dovecot: ${(rate(mine) / rate(theirs)).toFixed(2)} (target ≥ 1.0)`);
+  } finally {
+    await ours.stop();
+    await dovecot.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.env.BENCH_ULIMIT !== "1") {
+    // re-run with a raised descriptor limit (20,000 sockets on each side)
+    const args = [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)];
+    const child = spawn("bash", ["-c", 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', process.execPath, ...args], {
+      stdio: "inherit",
+      env: { ...process.env, BENCH_ULIMIT: "1" },
+    });
+    child.on("exit", (code) => process.exit(code ?? 1));
+    return;
+  }
+  if (process.env.SKIP_IDLE !== "1") await idleBench();
+  if (process.env.SKIP_MIXED !== "1") await mixedBench();
+}
+
+await main();
