@@ -16,14 +16,20 @@ const root = process.env.STORE_ROOT ?? "";
 if (!password || !root) throw new Error("BENCH_PASSWORD and STORE_ROOT are required");
 
 const account = (uid: string): Account | null =>
-  /^u\d+$/.test(uid) ? { uid, dn: `uid=${uid},dc=bench`, mail: `${uid}@bench.example`, addresses: [`${uid}@bench.example`] } : null;
+  /^u\d+$/.test(uid)
+    ? { uid, dn: `uid=${uid},dc=bench`, mail: `${uid}@bench.example`, addresses: [`${uid}@bench.example`] }
+    : null;
 const directory: Directory = {
   findByAddress: async (a) => account(a.split("@")[0]!),
   findByLogin: async (l) => account(l),
   authenticate: async (l, p) => (p === password ? account(l) : null),
   close: async () => undefined,
 };
-const store = createMaildirStore({ root, fsync: process.env.FSYNC !== "0", defaultQuotaBytes: 10 * 1024 ** 3 });
+const store = createMaildirStore({
+  root,
+  fsync: process.env.FSYNC !== "0",
+  defaultQuotaBytes: 10 * 1024 ** 3,
+});
 const server = new ImapServer({
   directory,
   store,
@@ -55,3 +61,4 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   }
 });
 process.stdin.on("end", () => process.exit(0));
+process.on("SIGTERM", () => process.exit(0));

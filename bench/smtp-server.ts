@@ -15,7 +15,12 @@ const config = RuntimeConfigSchema.parse(JSON.parse(await readFile(process.argv[
 if (!config.ldap) throw new Error("bench config without ldap");
 const directory = createDirectory(config.ldap);
 const service = await startSmtp(
-  { config, logger: pino({ level: process.env.BENCH_LOG ?? "warn" }, pino.destination(2)), metrics: new Registry(), directory },
+  {
+    config,
+    logger: pino({ level: process.env.BENCH_LOG ?? "warn" }, pino.destination(2)),
+    metrics: new Registry(),
+    directory,
+  },
   { pipeline: acceptAllPipeline() },
 );
 process.stdout.write(`port ${service.addresses()[0]?.split(":").pop()}\n`);

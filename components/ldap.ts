@@ -64,6 +64,21 @@ export function passwordRefreshLdif(baseLdif: string): string {
   return out.join("\n");
 }
 
+/** The base entries and accounts (LDIF with {SSHA} hashes) for the given secrets. */
+export function baseEntriesLdif(
+  a: Pick<LdapDirectoryArgs, "suffix" | "organization" | "serviceAccounts" | "saltSeed">,
+  serviceMaster: string,
+  replicationPassword: string,
+): string {
+  return renderBaseLdif({
+    suffix: a.suffix,
+    organization: a.organization,
+    services: a.serviceAccounts.map((name) => ({ name, password: servicePassword(serviceMaster, name) })),
+    replication: { name: REPLICATION_ACCOUNT, password: replicationPassword },
+    saltSeed: a.saltSeed,
+  });
+}
+
 export interface LdapNode {
   name: string;
   address: string;
@@ -132,29 +147,34 @@ export const CONFIGURE_SCRIPT = script(
  * "Already exists" is tolerated), then sets the accounts' passwords. Skipped
  * when the same LDIF was applied before.
  */
-export function baseScript(rootDn: string): string {
+export function baseScript(
+  rootDn: string,
+  where: { uri: string; dir: string } = { uri: "ldapi:///", dir: STAGE_DIR },
+): string {
   return script(
     "umask 077",
-    `cd ${STAGE_DIR}`,
+    `cd ${shq(where.dir)}`,
     "if cmp -s base.ldif base.ldif.applied && cmp -s passwords.ldif passwords.ldif.applied; then",
     '  echo "base entries unchanged"; exit 0',
     "fi",
-    `auth="-x -H ldapi:/// -D ${shq(rootDn)} -y ${STAGE_DIR}/ldap-admin.pw"`,
-    "rc=0; out=$(ldapadd $auth -c -f base.ldif 2>&1) || rc=$?",
+    // As the rootdn, the password read from a 0600 file (-y), never from the command line.
+    `ldap() { c=$1; shift; "$c" -x -H ${shq(where.uri)} -D ${shq(rootDn)} -y ldap-admin.pw "$@"; }`,
+    "rc=0; out=$(ldap ldapadd -c -f base.ldif 2>&1) || rc=$?",
+    // Entries kept from an earlier run are fine ("Already exists"); anything else is not.
     "bad=$(printf '%s\\n' \"$out\" | grep -E '^ldap_|^ldapadd:' | grep -v 'Already exists (68)' || true)",
     'if [ -n "$bad" ]; then echo "mailinfra: loading the base entries failed (ldapadd exit $rc):" >&2; printf \'%s\\n\' "$out" >&2; exit 1; fi',
-    "ldapmodify $auth -f passwords.ldif >/dev/null",
+    "ldap ldapmodify -f passwords.ldif >/dev/null",
     "cp base.ldif base.ldif.applied; cp passwords.ldif passwords.ldif.applied",
     'echo "base entries loaded"',
   );
 }
 
 /** After configuring a replica: wait until syncrepl has brought ou=services over. */
-export function replicaSyncScript(suffix: string): string {
+export function replicaSyncScript(suffix: string, confPath: string = DEBIAN_SLAPD.confPath): string {
   return [
     "synced=0",
     `for i in $(seq 1 ${REPLICA_SYNC_SECONDS * 2}); do`,
-    `  if slapcat -f ${DEBIAN_SLAPD.confPath} -a ${shq("(ou=services)")} 2>/dev/null | grep -qi ${shq(`^dn: ou=services,${suffix}$`)}; then synced=1; break; fi`,
+    `  if slapcat -f ${shq(confPath)} -a ${shq("(ou=services)")} 2>/dev/null | grep -qi ${shq(`^dn: ou=services,${suffix}$`)}; then synced=1; break; fi`,
     "  sleep 0.5",
     "done",
     `[ "$synced" = 1 ] || { echo "mailinfra: the replica has not received ou=services,${suffix} from the provider within ${REPLICA_SYNC_SECONDS} s" >&2; exit 1; }`,
@@ -227,15 +247,9 @@ export class LdapDirectory extends pulumi.ComponentResource {
     const p = configure(args.provider, pulumi.secret(providerConf), undefined);
     this.providerConfigured = p.step([]);
 
-    const baseLdif = pulumi.all([args.servicePassword, args.replicationPassword]).apply(([master, repl]) =>
-      renderBaseLdif({
-        suffix: args.suffix,
-        organization: args.organization,
-        services: args.serviceAccounts.map((a) => ({ name: a, password: servicePassword(master, a) })),
-        replication: { name: REPLICATION_ACCOUNT, password: repl },
-        saltSeed: args.saltSeed,
-      }),
-    );
+    const baseLdif = pulumi
+      .all([args.servicePassword, args.replicationPassword])
+      .apply(([master, repl]) => baseEntriesLdif(args, master, repl));
     const pn = `${name}-${args.provider.name}`;
     const po = { parent: this, dependsOn: [this.providerConfigured] };
     const baseFiles = [

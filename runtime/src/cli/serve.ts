@@ -1,9 +1,10 @@
 /**
  * `mailinfra serve <service> [--config FILE]`, the process systemd runs:
  * config → logger → metrics registry → context (TLS, directory, store) →
- * metrics/health HTTP → the service's start(). SIGTERM or SIGINT drains the
- * service (host.drainTimeoutSeconds), then exits 0; a second signal exits at
- * once. Any startup failure is logged (fatal, with the reason) and exits 1.
+ * metrics/health HTTP (`metrics.services.<name>`, else `metrics.listen`) →
+ * the service's start(). SIGTERM or SIGINT drains the service
+ * (host.drainTimeoutSeconds), then exits 0; a second signal exits at once.
+ * Any startup failure is logged (fatal, with the reason) and exits 1.
  */
 import pino from "pino";
 import { Gauge } from "prom-client";
@@ -111,9 +112,11 @@ export async function runServe(cmd: CommandContext): Promise<number> {
 
   try {
     ctx = await buildServiceContext(config, logger, metrics);
-    if (config.metrics.listen) {
+    // One runtime.yaml may serve several services on a host: each needs its own metrics address.
+    const metricsListen = config.metrics.services?.[name] ?? config.metrics.listen;
+    if (metricsListen) {
       metricsServer = await startMetricsServer({
-        listen: config.metrics.listen,
+        listen: metricsListen,
         registry: metrics,
         healthy: async () => (running ? running.healthy() : false),
         logger,

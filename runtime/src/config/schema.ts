@@ -7,6 +7,7 @@
  * Secrets are never inline: they are paths to files written with mode 0600.
  */
 import { z } from "zod";
+import { SERVICE_NAMES } from "../service.js";
 
 /** "host:port", "[v6]:port" or ":port". */
 export const ListenAddress = z
@@ -36,6 +37,12 @@ const LogSection = z
 const MetricsSection = z
   .object({
     listen: ListenAddress.optional(),
+    /**
+     * Per service, e.g. `{ lmtp: "127.0.0.1:9188", imap: "127.0.0.1:9189" }`: a host
+     * running several services from one runtime.yaml (the store: lmtp, imap, pop3)
+     * needs one address each. A service listed here uses its own; the others `listen`.
+     */
+    services: z.partialRecord(z.enum(SERVICE_NAMES), ListenAddress).optional(),
   })
   .default({});
 

@@ -22,7 +22,8 @@ export const start: StartService = async (ctx) => {
     authFailuresBeforeDelay: l.authFailuresBeforeDelay,
     authFailureDelayMs: config.authFailureDelayMs,
   };
-  const logger = ctx.logger.child({ service: "imap" });
+  // cli/ has already named the service in ctx.logger
+  const logger = ctx.logger;
   const server = new ImapServer({
     directory: ctx.directory,
     store: ctx.store,

@@ -15,7 +15,7 @@ import { ImapError, toResponse } from "./errors.js";
 import type { ImapLimits } from "./limits.js";
 import { Args } from "./wire/args.js";
 import { compile, untagged, type Value } from "./wire/compiler.js";
-import { CommandFramer, type FrameEvent } from "./wire/framer.js";
+import { CommandFramer, type FrameEvent, type FramerLimits } from "./wire/framer.js";
 import { ParseError, parseCommand } from "./wire/parser.js";
 
 /** What a session needs from its server. */
@@ -39,6 +39,8 @@ export interface SessionServer {
 export const IDLE_KEEPALIVE_MS = 120_000;
 /** A selected mailbox is re-read at least this often between commands, even without a change event. */
 export const SYNC_INTERVAL_MS = 5000;
+/** MAX_PREAUTH_LITERAL_BYTES: literals before login (user names, passwords, SASL responses). */
+export const MAX_PREAUTH_LITERAL_BYTES = 8192;
 /** Commands queued (pipelined) before the socket is paused. */
 const MAX_QUEUED = 64;
 
@@ -61,6 +63,7 @@ export class Session {
 
   private socket: Socket;
   private framer: CommandFramer;
+  private frameLimits!: FramerLimits;
   private queue: Buffer[] = [];
   private waiter: ((line: Buffer | null) => void) | undefined;
   private busy = false;
@@ -91,15 +94,22 @@ export class Session {
   }
 
   private newFramer(): CommandFramer {
+    this.frameLimits = this.limitsFor(this.state);
+    return new CommandFramer(this.frameLimits, (ev) => this.onFrame(ev));
+  }
+
+  /** Before login only LOGIN/AUTHENTICATE-sized literals are accepted (no memory for strangers). */
+  private limitsFor(state: State): FramerLimits {
     const l = this.server.limits;
-    return new CommandFramer(
-      {
-        maxLineBytes: l.maxLineBytes,
-        maxLiteralBytes: l.maxLiteralBytes,
-        maxCommandBytes: l.maxLiteralBytes + 4 * l.maxLineBytes,
-      },
-      (ev) => this.onFrame(ev),
-    );
+    const literal =
+      state === "not-authenticated"
+        ? Math.min(MAX_PREAUTH_LITERAL_BYTES, l.maxLiteralBytes)
+        : l.maxLiteralBytes;
+    return {
+      maxLineBytes: l.maxLineBytes,
+      maxLiteralBytes: literal,
+      maxCommandBytes: literal + 4 * l.maxLineBytes,
+    };
   }
 
   private attach(socket: Socket): void {
@@ -109,6 +119,8 @@ export class Session {
     socket.on("timeout", this.onTimeout);
     socket.setTimeout(this.server.limits.idleTimeoutMs);
     socket.setKeepAlive(true, 60_000);
+    // responses are written whole (cork/uncork per command): Nagle would only add delayed-ACK stalls
+    socket.setNoDelay(true);
   }
 
   private detach(socket: Socket): void {
@@ -126,7 +138,7 @@ export class Session {
     this.log.debug({ err: err.message }, "socket error");
   };
   private onClose = (): void => {
-    void this.cleanup();
+    this.cleanup().catch((err: unknown) => this.log.error({ err }, "cleanup failed"));
   };
   private onTimeout = (): void => {
     if (this.idling) return;
@@ -225,13 +237,13 @@ export class Session {
         if (ev.sync) {
           // RFC 3501 §7.5: without "+" the client must not send the literal
           this.writeLine(
-            `${ev.tag ?? "*"} NO [TOOBIG] Literal too large (limit ${this.server.limits.maxLiteralBytes} octets)`,
+            `${ev.tag ?? "*"} NO [TOOBIG] Literal too large (limit ${this.frameLimits.maxLiteralBytes} octets)`,
           );
           this.flush();
           this.countBad();
         } else {
           // RFC 7888 §4: the literal is already on its way; close rather than read it
-          this.bye(`[TOOBIG] Literal too large (limit ${this.server.limits.maxLiteralBytes} octets)`);
+          this.bye(`[TOOBIG] Literal too large (limit ${this.frameLimits.maxLiteralBytes} octets)`);
         }
         return;
       case "line-too-long":
@@ -264,6 +276,10 @@ export class Session {
         let after: (() => void) | undefined;
         try {
           after = await this.run(data);
+        } catch (err) {
+          // a bug must cost one connection, never the process
+          this.log.error({ err }, "session failed");
+          this.bye("[SERVERBUG] Internal error");
         } finally {
           this.flush();
           socket.uncork();
@@ -337,8 +353,10 @@ export class Session {
       const result = await spec.handler(this, args, call);
       this.badInRow = 0;
       if (this.ending) return result?.after;
-      if (this.mailbox && this.state === "selected")
+      // LOGOUT's BYE ends the session: nothing to update
+      if (this.mailbox && this.state === "selected" && name !== "LOGOUT") {
         await this.sendUpdates(!spec.holdExpunges || uid, spec.forceSync);
+      }
       const code = result?.code ? `[${result.code}] ` : "";
       this.writeLine(`${tag} OK ${code}${result?.text ?? `${label} completed`}`);
       this.server.metrics?.command(label, status);
@@ -483,6 +501,8 @@ export class Session {
     }
     this.account = account;
     this.state = "authenticated";
+    // the framer holds this object: from now on literals up to imap.maxLiteralBytes
+    Object.assign(this.frameLimits, this.limitsFor("authenticated"));
     this.log = this.log.child({ user: account.uid });
   }
 

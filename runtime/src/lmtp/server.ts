@@ -5,7 +5,12 @@
  */
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import {
+  SMTPServer,
+  type SMTPServerDataResult,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from "smtp-server";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import type { MailStore } from "../store/types.js";
@@ -158,7 +163,10 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
             "lmtp delivery",
           );
         }
-        callback(null, replies.map((r) => (r.code === 250 ? r.text : replyError(r))) as unknown as string);
+        callback(
+          null,
+          replies.map((r): SMTPServerDataResult => (r.code === 250 ? r.text : replyError(r))),
+        );
       });
     },
   });

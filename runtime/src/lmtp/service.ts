@@ -63,6 +63,12 @@ export async function startLmtp(
     servers.push(server);
   }
   logger.info({ addresses: bound }, "lmtp listening");
+  if (!process.env.UV_THREADPOOL_SIZE) {
+    // Every delivery waits on fsyncs, which run on libuv's pool (4 threads by default).
+    logger.warn(
+      "UV_THREADPOOL_SIZE is not set: at most 4 fsyncs run at once; set it (e.g. 64) for throughput",
+    );
+  }
   return {
     name: "lmtp",
     addresses: () => [...bound],

@@ -5,6 +5,7 @@
  */
 import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import { Counter } from "prom-client";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import { AuthThrottle } from "./auth-throttle.js";
 import { limitsFromConfig, type Pop3Limits } from "./limits.js";
@@ -41,6 +42,12 @@ export async function startPop3(
   const logger = ctx.logger.child({ service: "pop3" });
   const limits: Pop3Limits = { ...limitsFromConfig(pop3.limits), ...options.limits };
   const secureContext = secureContextOf(ctx.tls);
+  const logins = new Counter({
+    name: "mailinfra_pop3_logins_total",
+    help: "POP3 logins by result",
+    labelNames: ["result"] as const,
+    registers: [ctx.metrics],
+  });
   const serverCtx: Pop3ServerContext = {
     hostname: config.host.name,
     directory: ctx.directory,
@@ -48,6 +55,7 @@ export async function startPop3(
     limits,
     throttle: new AuthThrottle(limits.authFailuresBeforeDelay, limits.authFailureDelayMs),
     loginDisabledWithoutTls: pop3.loginDisabledWithoutTls,
+    countLogin: (result) => logins.inc({ result }),
     ...(secureContext ? { secureContext } : {}),
   };
   const perIp = new Map<string, number>();

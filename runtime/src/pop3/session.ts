@@ -28,6 +28,8 @@ export interface Pop3ServerContext {
   secureContext?: SecureContext;
   /** RFC 2595 §2.1-style: no USER/PASS/AUTH before TLS. */
   loginDisabledWithoutTls: boolean;
+  /** Counts logins by result: ok, auth (wrong credentials), inuse, tempfail. */
+  countLogin?: (result: "ok" | "auth" | "inuse" | "tempfail") => void;
 }
 
 export interface Pop3Message {
@@ -192,11 +194,13 @@ export class Pop3Session {
     } catch (err) {
       this.log.error({ err }, "directory unavailable");
       if (!(err instanceof DirectoryUnavailableError)) this.log.warn("unexpected directory error");
+      this.ctx.countLogin?.("tempfail");
       return this.err("Authentication service unavailable, try again later", "SYS/TEMP");
     }
     if (!account) {
       this.ctx.throttle.failed(this.remoteAddress);
       this.log.info({ login }, "authentication failed");
+      this.ctx.countLogin?.("auth");
       return this.err("Invalid login or password", "AUTH");
     }
     this.ctx.throttle.succeeded(this.remoteAddress);
@@ -215,14 +219,17 @@ export class Pop3Session {
       this.releaseLock = release;
     } catch (err) {
       if (err instanceof StoreError && err.code === "INUSE") {
+        this.ctx.countLogin?.("inuse");
         return this.err("Maildrop is locked by another POP3 session", "IN-USE");
       }
       this.log.error({ err, uid: account.uid }, "cannot open maildrop");
+      this.ctx.countLogin?.("tempfail");
       return this.err("Cannot open the maildrop, try again later", "SYS/TEMP");
     }
     this.account = account;
     this.messages = this.mailbox.messages().map((meta) => ({ meta, deleted: false }));
     this.state = "TRANSACTION";
+    this.ctx.countLogin?.("ok");
     this.log.info({ uid: account.uid, messages: this.messages.length }, "logged in");
     const octets = this.messages.reduce((s, m) => s + m.meta.size, 0);
     this.ok(`Logged in, ${this.messages.length} messages (${octets} octets)`);

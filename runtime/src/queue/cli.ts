@@ -4,6 +4,8 @@
  * up at its next scan (queue.scanIntervalSeconds); `remove` deletes the
  * envelope (the commit point) first.
  */
+import { access } from "node:fs/promises";
+import { join } from "node:path";
 import { QueueStore } from "./store.js";
 import type { QueuedEnvelope } from "./types.js";
 
@@ -30,6 +32,14 @@ function summary(env: QueuedEnvelope): string {
 export async function runQueueCommand(queueDir: string, args: string[], io: QueueCommandIo): Promise<number> {
   const store = new QueueStore(queueDir);
   const [verb, id] = args;
+  if (verb && ["list", "show", "flush", "remove", "release"].includes(verb)) {
+    try {
+      await access(join(queueDir, "msg"));
+    } catch {
+      io.err(`no queue at ${queueDir} (queue.dir): the smtp service creates it at its first start`);
+      return 1;
+    }
+  }
   switch (verb) {
     case "list": {
       const envelopes: QueuedEnvelope[] = [];

@@ -7,7 +7,8 @@
 import { randomBytes } from "node:crypto";
 import type { QueuedEnvelope, QueuedRecipient } from "./types.js";
 
-export type DsnAction = "failed" | "delivered";
+/** RFC 3464 §2.3.3: "relayed" when the next hop took it but the DSN request was not passed on. */
+export type DsnAction = "failed" | "delivered" | "relayed";
 
 export interface DsnEntry {
   recipient: QueuedRecipient;

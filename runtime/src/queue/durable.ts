@@ -6,13 +6,53 @@
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname } from "node:path";
 
-export async function fsyncDir(dir: string): Promise<void> {
+async function syncDirNow(dir: string): Promise<void> {
   const handle = await open(dir, "r");
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+interface DirSync {
+  running: Promise<void>;
+  /** Callers that arrived while `running` was in progress share the next sync. */
+  next?: Promise<void>;
+}
+const dirSyncs = new Map<string, DirSync>();
+
+/**
+ * fsync(2) of a directory, with group commit: a caller that arrives while a
+ * sync of the same directory is running waits for the next one (which covers
+ * its rename), and all such callers share that one. Under load many renames
+ * cost one directory sync.
+ */
+export function fsyncDir(dir: string): Promise<void> {
+  const current = dirSyncs.get(dir);
+  if (!current) {
+    const running = syncDirNow(dir).finally(() => {
+      const entry = dirSyncs.get(dir);
+      if (entry?.running === running && !entry.next) dirSyncs.delete(dir);
+    });
+    dirSyncs.set(dir, { running });
+    return running;
+  }
+  if (!current.next) {
+    current.next = current.running
+      .catch(() => undefined)
+      .then(() => {
+        const running = syncDirNow(dir);
+        dirSyncs.set(dir, { running });
+        void running
+          .catch(() => undefined)
+          .finally(() => {
+            if (dirSyncs.get(dir)?.running === running) dirSyncs.delete(dir);
+          });
+        return running;
+      });
+  }
+  return current.next;
 }
 
 /** Writes `data` to `tmpPath`, fsyncs it, renames it to `finalPath` and fsyncs the target directory. */

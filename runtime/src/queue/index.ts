@@ -14,6 +14,8 @@ export interface Queue {
   enqueue(message: Buffer, request: EnqueueRequest): Promise<QueuedEnvelope>;
   flush(): Promise<void>;
   drain(timeoutMs: number): Promise<void>;
+  /** Messages queued and not yet done (metrics). */
+  size(): number;
   readonly store: QueueStore;
 }
 
@@ -23,6 +25,7 @@ export async function openQueue(options: {
   router: Router;
   logger: Logger;
   dnsServers?: string[];
+  onDelivery?: (transport: "lmtp" | "smtp", status: string) => void;
 }): Promise<Queue> {
   const store = new QueueStore(options.config.dir);
   const runner = new QueueRunner({ ...options, store });
@@ -36,5 +39,6 @@ export async function openQueue(options: {
     },
     flush: () => runner.flush(),
     drain: (timeoutMs) => runner.drain(timeoutMs),
+    size: () => runner.size(),
   };
 }

@@ -17,7 +17,7 @@ import { buildDsn, type DsnEntry, statusFromReply } from "./dsn.js";
 import { createResolver, MxLookupError, resolveMxHosts } from "./mx.js";
 import { KeyedSemaphore } from "./semaphore.js";
 import type { QueueStore } from "./store.js";
-import { type RecipientOutcome, sendTransaction, type TransportTarget } from "./transport.js";
+import { type RecipientOutcome, SessionPool, sendTransaction, type TransportTarget } from "./transport.js";
 import type { QueuedEnvelope, QueuedRecipient, Router } from "./types.js";
 
 export type QueueConfig = NonNullable<RuntimeConfig["queue"]>;
@@ -35,6 +35,8 @@ export interface QueueRunnerOptions {
   /** DNS servers for MX lookups (queue.dnsServers ?? filter.dnsServers). */
   dnsServers?: string[];
   now?: () => number;
+  /** Called once per recipient and attempt (metrics). */
+  onDelivery?: (transport: "lmtp" | "smtp", status: string) => void;
 }
 
 /** Delay before attempt `attempts + 1`: initial × 2^(attempts-1), capped. */
@@ -57,6 +59,7 @@ export class QueueRunner {
   private readonly due = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly destinations: KeyedSemaphore;
+  private readonly sessions = new SessionPool();
   private readonly resolver: Resolver;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
@@ -100,6 +103,7 @@ export class QueueRunner {
       }),
     ]);
     if (timeout) clearTimeout(timeout);
+    this.sessions.closeAll();
   }
 
   /** Rereads the directory (messages added or removed by ops); a flush request makes everything due. */
@@ -171,12 +175,12 @@ export class QueueRunner {
 
   private async attempt(id: string): Promise<void> {
     const { store, config, logger } = this.options;
-    const env = await store.load(id);
-    if (!env || env.hold) {
+    const loaded = await store.loadWithMessage(id);
+    if (!loaded || loaded.envelope.hold) {
       this.due.delete(id);
       return;
     }
-    const message = await store.readMessage(id);
+    const { envelope: env, message } = loaded;
     env.attempts += 1;
     const log = logger.child({ queueId: id });
 
@@ -185,10 +189,11 @@ export class QueueRunner {
     let saving: Promise<void> = Promise.resolve();
     const persist = () => {
       saving = saving.then(async () => {
-        if (await store.load(id)) await store.save(env);
+        if (await store.exists(id)) await store.save(env);
       });
       return saving;
     };
+    let remaining = groups.length;
     await Promise.all(
       groups.map(async (group) => {
         const release = await this.destinations.acquire(group.key);
@@ -199,6 +204,7 @@ export class QueueRunner {
           release();
         }
         for (const r of group.recipients) {
+          this.options.onDelivery?.(group.kind, r.status);
           log.info(
             {
               rcpt: r.address,
@@ -210,7 +216,11 @@ export class QueueRunner {
             "delivery",
           );
         }
-        await persist();
+        // Record this destination's outcome before the others finish (a crash then
+        // repeats only what was still in flight). The last group's outcome is
+        // recorded below, together with the retry time, or the message is removed.
+        remaining -= 1;
+        if (remaining > 0) await persist();
       }),
     );
     await saving;
@@ -226,7 +236,7 @@ export class QueueRunner {
     }
     await this.sendDsns(env, message);
 
-    if (!(await store.load(id))) {
+    if (!(await store.exists(id))) {
       this.due.delete(id);
       return;
     }
@@ -313,6 +323,7 @@ export class QueueRunner {
       env.mailFrom,
       group.recipients.map((r) => r.address),
       message,
+      this.sessions,
     );
     this.apply(group, result.outcomes, group.host);
   }
@@ -336,6 +347,7 @@ export class QueueRunner {
         env.mailFrom,
         group.recipients.map((r) => r.address),
         message,
+        this.sessions,
       );
       if (result.connected) {
         this.apply(group, result.outcomes, mx.name);
@@ -361,7 +373,12 @@ export class QueueRunner {
       if (r.status === "failed" && notify.includes("FAILURE")) {
         entries.push({ recipient: r, action: "failed", status: statusFromReply(r.lastReply, "5.0.0") });
       } else if (r.status === "delivered" && notify.includes("SUCCESS")) {
-        entries.push({ recipient: r, action: "delivered", status: "2.0.0" });
+        // Final delivery by LMTP; over SMTP the next hop got it, but not our DSN request.
+        entries.push({
+          recipient: r,
+          action: r.route.kind === "lmtp" ? "delivered" : "relayed",
+          status: "2.0.0",
+        });
       }
     }
     if (entries.length === 0 || env.mailFrom === "") return;

@@ -1,21 +1,27 @@
 /**
  * The queue directory. Layout:
- *   tmp/        files being written (removed at start: never acknowledged)
- *   msg/<id>    message bytes, CRLF, exactly as they will be delivered
- *   env/<id>.json  envelope + per-recipient state; its presence commits the message
- *   flush       ops request (`mailinfra queue flush`): retry everything now
+ *   tmp/            files being written (removed at start: never acknowledged)
+ *   msg/<id>        one line of envelope JSON, then the message bytes (CRLF)
+ *                   exactly as they will be delivered; its rename into msg/
+ *                   commits the message
+ *   state/<id>.json the envelope with later delivery state (per-recipient
+ *                   outcomes, attempts, next retry); overrides the copy in msg/
+ *   flush           ops request (`mailinfra queue flush`): retry everything now
  *
- * A message is acknowledged (250) only after both files and their directories
- * are fsynced. Removal deletes the envelope first, so a crash never leaves an
- * envelope without its message.
+ * A message is acknowledged (250) only after its file and the msg/ directory
+ * are fsynced: one file, one file fsync and one (group-committed) directory
+ * fsync per message. State files are written the same way (tmp, fsync,
+ * rename, directory fsync). Removal deletes msg/<id> first, so a crash never
+ * leaves state without its message that matters.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeDurably } from "./durable.js";
 import type { EnqueueRequest, QueuedEnvelope } from "./types.js";
 
 const ID_PATTERN = /^[0-9a-z]{8,16}-[0-9a-f]{12}$/;
+const NEWLINE = 0x0a;
 
 export function newQueueId(now = Date.now()): string {
   return `${now.toString(36)}-${randomBytes(6).toString("hex")}`;
@@ -23,6 +29,10 @@ export function newQueueId(now = Date.now()): string {
 
 export function isQueueId(id: string): boolean {
   return ID_PATTERN.test(id);
+}
+
+function missing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === "ENOENT";
 }
 
 export class QueueStore {
@@ -36,14 +46,14 @@ export class QueueStore {
   private get msgDir(): string {
     return join(this.dir, "msg");
   }
-  private get envDir(): string {
-    return join(this.dir, "env");
+  private get stateDir(): string {
+    return join(this.dir, "state");
   }
   messagePath(id: string): string {
     return join(this.msgDir, id);
   }
-  private envPath(id: string): string {
-    return join(this.envDir, `${id}.json`);
+  private statePath(id: string): string {
+    return join(this.stateDir, `${id}.json`);
   }
   private tmpPath(id: string, kind: string): string {
     this.tmpCounter += 1;
@@ -52,23 +62,23 @@ export class QueueStore {
 
   /**
    * Creates the folders and removes what a crash left half-done: temporary
-   * files, and messages whose envelope was never committed (the client got no
-   * 250 for them, so it will send again).
+   * files (never acknowledged: the client will send again) and state files
+   * whose message is gone.
    */
   async open(): Promise<void> {
-    for (const d of [this.dir, this.tmpDir, this.msgDir, this.envDir]) {
+    for (const d of [this.dir, this.tmpDir, this.msgDir, this.stateDir]) {
       await mkdir(d, { recursive: true, mode: 0o700 });
     }
     for (const name of await readdir(this.tmpDir)) {
       await rm(join(this.tmpDir, name), { force: true });
     }
     const committed = new Set(await this.ids());
-    for (const name of await readdir(this.msgDir)) {
-      if (!committed.has(name)) await rm(join(this.msgDir, name), { force: true });
+    for (const name of await readdir(this.stateDir)) {
+      if (!committed.has(name.replace(/\.json$/, ""))) await rm(join(this.stateDir, name), { force: true });
     }
   }
 
-  /** Writes message then envelope, each fsynced with its directory. Resolves only when both are durable. */
+  /** Writes envelope + message as one file, fsynced with its directory. Resolves only when durable. */
   async enqueue(message: Buffer, request: EnqueueRequest, now = Date.now()): Promise<QueuedEnvelope> {
     const id = request.id ?? newQueueId(now);
     const envelope: QueuedEnvelope = {
@@ -84,46 +94,110 @@ export class QueueStore {
       ...(request.client ? { client: request.client } : {}),
       ...(request.hold ? { hold: true } : {}),
     };
-    await writeDurably(this.tmpPath(id, "msg"), this.messagePath(id), message);
-    await this.save(envelope);
+    const head = Buffer.from(`${JSON.stringify(envelope)}\n`);
+    await writeDurably(this.tmpPath(id, "msg"), this.messagePath(id), Buffer.concat([head, message]));
     return envelope;
   }
 
-  /** Atomically replaces the envelope (the per-recipient state is durable when this resolves). */
+  /** Atomically replaces the delivery state (durable when this resolves). */
   async save(envelope: QueuedEnvelope): Promise<void> {
-    await writeDurably(this.tmpPath(envelope.id, "env"), this.envPath(envelope.id), JSON.stringify(envelope));
+    await writeDurably(
+      this.tmpPath(envelope.id, "state"),
+      this.statePath(envelope.id),
+      JSON.stringify(envelope),
+    );
   }
 
-  /** null when the message is gone (delivered or removed by ops meanwhile). */
-  async load(id: string): Promise<QueuedEnvelope | null> {
+  async exists(id: string): Promise<boolean> {
     try {
-      return JSON.parse(await readFile(this.envPath(id), "utf8")) as QueuedEnvelope;
+      await stat(this.messagePath(id));
+      return true;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      if (missing(err)) return false;
       throw err;
     }
   }
 
+  private async state(id: string): Promise<QueuedEnvelope | null> {
+    try {
+      return JSON.parse(await readFile(this.statePath(id), "utf8")) as QueuedEnvelope;
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+  }
+
+  /** The envelope line at the start of msg/<id>, read without the message. */
+  private async head(id: string): Promise<QueuedEnvelope | null> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.messagePath(id), "r");
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+    try {
+      const chunks: Buffer[] = [];
+      for (let position = 0; ; ) {
+        const buffer = Buffer.alloc(64 * 1024);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        if (bytesRead === 0) throw new Error(`queue file ${id}: no envelope line`);
+        const chunk = buffer.subarray(0, bytesRead);
+        const nl = chunk.indexOf(NEWLINE);
+        chunks.push(nl >= 0 ? chunk.subarray(0, nl) : chunk);
+        if (nl >= 0) break;
+        position += bytesRead;
+      }
+      return JSON.parse(Buffer.concat(chunks).toString("utf8")) as QueuedEnvelope;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** null when the message is gone (delivered, or removed by ops meanwhile). */
+  async load(id: string): Promise<QueuedEnvelope | null> {
+    const state = await this.state(id);
+    if (state) return (await this.exists(id)) ? state : null;
+    return this.head(id);
+  }
+
+  /** Envelope (latest state) and message bytes with one read of the queue file. */
+  async loadWithMessage(id: string): Promise<{ envelope: QueuedEnvelope; message: Buffer } | null> {
+    let data: Buffer;
+    try {
+      data = await readFile(this.messagePath(id));
+    } catch (err) {
+      if (missing(err)) return null;
+      throw err;
+    }
+    const nl = data.indexOf(NEWLINE);
+    if (nl < 0) throw new Error(`queue file ${id}: no envelope line`);
+    const envelope =
+      (await this.state(id)) ?? (JSON.parse(data.subarray(0, nl).toString("utf8")) as QueuedEnvelope);
+    return { envelope, message: data.subarray(nl + 1) };
+  }
+
   async readMessage(id: string): Promise<Buffer> {
-    return readFile(this.messagePath(id));
+    const loaded = await this.loadWithMessage(id);
+    if (!loaded) throw new Error(`no such queued message: ${id}`);
+    return loaded.message;
   }
 
   /** Committed message ids. */
   async ids(): Promise<string[]> {
-    const names = await readdir(this.envDir);
-    return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -".json".length));
+    return (await readdir(this.msgDir)).filter(isQueueId);
   }
 
-  /** Removes a message: envelope (the commit point) first. false when it was not there. */
+  /** Removes a message: the queue file (the commit point) first. false when it was not there. */
   async remove(id: string): Promise<boolean> {
     if (!isQueueId(id)) return false;
     try {
-      await unlink(this.envPath(id));
+      await unlink(this.messagePath(id));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      if (missing(err)) return false;
       throw err;
     }
-    await rm(this.messagePath(id), { force: true });
+    await rm(this.statePath(id), { force: true });
     return true;
   }
 

@@ -30,6 +30,7 @@ import { type LocalDomains, parseAddress } from "./address.js";
 import type { AuthThrottle } from "./auth-throttle.js";
 import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES } from "./limits.js";
 import { checkMessage, receivedHeader, removeHeaders, submissionHeaders, withProtocol } from "./message.js";
+import type { SmtpMetrics } from "./metrics.js";
 import type { Networks } from "./networks.js";
 import { type ResolvedRecipient, resolveLocalRecipient } from "./recipients.js";
 import { installEnhancedCodePassthrough, reply, SmtpReplyError } from "./replies.js";
@@ -49,6 +50,7 @@ export interface ListenerDeps {
   /** relay role only. */
   trusted?: Networks;
   throttle: AuthThrottle;
+  metrics?: SmtpMetrics;
   tls?: TlsMaterial;
   dnsServers?: string[];
 }
@@ -184,6 +186,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         rcpts: new Map(),
       };
       states.set(session.id, s);
+      deps.metrics?.connection(kind);
       // RFC 4954 §4 / RFC 3207 §4: AUTH is neither offered nor taken before STARTTLS on submission.
       if (mayAuth && !session.secure) session.disabledCommands = ["AUTH"];
       log.info({ trusted }, "connect");
@@ -377,6 +380,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
             { queueId: id, from: mailFrom, rcpt: rcptTo, verdict: s.tx.record() },
             "discarded by policy",
           );
+          deps.metrics?.message(kind, "discarded");
           return id;
         }
 
@@ -411,10 +415,14 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           { queueId: id, from: mailFrom, rcpt: rcptTo, bytes: message.length, verdict: s.tx.record() },
           "queued",
         );
+        deps.metrics?.message(kind, verdict.disposition === "hold" ? "held" : "queued");
         return id;
       })().then(
         (id) => callback(null, `2.0.0 Ok: queued as ${id}`),
-        (err: unknown) => callback(asReply(s, err)),
+        (err: unknown) => {
+          deps.metrics?.message(kind, "rejected");
+          callback(asReply(s, err));
+        },
       );
     },
   });

@@ -14,6 +14,7 @@ import { openQueue, type Queue } from "../queue/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import { LocalDomains } from "./address.js";
 import { AuthThrottle } from "./auth-throttle.js";
+import { createSmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
 import { createRouter } from "./recipients.js";
 import { createListener, type ListenerKind } from "./server.js";
@@ -51,13 +52,17 @@ export async function startSmtp(
   const domains = new LocalDomains(smtp.domains);
   const directory = ctx.directory;
   const dnsServers = config.queue.dnsServers ?? config.filter.dnsServers;
+  let queueSize = () => 0;
+  const metrics = createSmtpMetrics(ctx.metrics, () => queueSize());
   const queue: Queue = await openQueue({
+    onDelivery: metrics.delivery,
     config: config.queue,
     hostname: config.host.name,
     router: createRouter(directory, domains),
     logger: logger.child({ service: "queue" }),
     ...(dnsServers ? { dnsServers } : {}),
   });
+  queueSize = () => queue.size();
   const pipeline =
     options.pipeline ??
     createFilterPipeline(config.filter, {
@@ -79,6 +84,7 @@ export async function startSmtp(
     pipeline,
     logger: log,
     throttle,
+    metrics,
     ...(ctx.tls ? { tls: ctx.tls } : {}),
     ...(config.filter.dnsServers ? { dnsServers: config.filter.dnsServers } : {}),
   };

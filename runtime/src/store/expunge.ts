@@ -30,7 +30,7 @@ export async function removeRecords(
       if (!isErrno(err, "ENOENT")) throw err;
     }
   }
-  if (fsync) await fsyncPath(join(mailboxPath, "cur"));
+  if (fsync) for (const dir of new Set(removed.map((r) => r.dir))) await fsyncPath(join(mailboxPath, dir));
   data.records = kept;
   data.highestModseq += 1;
   return removed;

@@ -41,7 +41,7 @@ export interface ParsedName {
   base: string;
   /** The flag letters after ":2," (sorted, deduplicated), "" when none. */
   letters: string;
-  /** From `,S=` when present. */
+  /** The RFC 822 (CRLF) size: from `,W=` or `,S=` when present. */
   size?: number;
 }
 
@@ -50,7 +50,9 @@ export function parseName(name: string): ParsedName {
   const base = colon < 0 ? name : name.slice(0, colon);
   const info = colon < 0 ? "" : name.slice(colon + 1);
   const letters = info.startsWith("2,") ? normalizeLetters(info.slice(2)) : "";
-  const match = /,S=(\d+)/.exec(base);
+  // Dovecot stores LF line endings with S= the file size and W= the CRLF ("virtual") size;
+  // we store CRLF, so S= is both. The RFC 822 size is W= when present.
+  const match = /,W=(\d+)/.exec(base) ?? /,S=(\d+)/.exec(base);
   const parsed: ParsedName = { base, letters };
   if (match?.[1]) parsed.size = Number(match[1]);
   return parsed;

@@ -1,20 +1,29 @@
 /**
  * Lock files shared by the processes on the store host (IMAP, POP3 and LMTP
- * run as separate services): a symlink whose target is "<pid> <host> <ms>" —
+ * run as separate services): a symlink whose target is "<pid> <host> <ms> <boot id>" —
  * created atomically (EEXIST when held) and read back in one call each, the
  * old lockfile trick of Emacs and Mozilla.
- * A lock whose holder is gone (pid dead on this host) or that is older than its
- * stale age is broken. Breaking renames the lock aside first, so of two
+ * A lock whose holder is gone (pid dead on this host, or written before the
+ * host last booted: its pid may be someone else's now) or that is older than
+ * its stale age is broken. Breaking renames the lock aside first, so of two
  * processes breaking the same stale lock only one wins.
  */
 import { randomBytes } from "node:crypto";
-import { symlinkSync, unlinkSync } from "node:fs";
+import { readFileSync, symlinkSync, unlinkSync } from "node:fs";
 import { lstat, readlink, rename, symlink, unlink } from "node:fs/promises";
 import { hostname } from "node:os";
 import { isErrno, sleep } from "./fsutil.js";
 import { StoreError } from "./types.js";
 
 const HOST = hostname();
+/** Changes at every boot (Linux); "" where unavailable. */
+const BOOT_ID = (() => {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "";
+  }
+})();
 
 export interface LockOptions {
   /** Give up (TEMPFAIL, or INUSE when `failFast`) after this long. */
@@ -46,13 +55,14 @@ async function staleContent(path: string, options: LockOptions): Promise<string 
     if (isErrno(err, "ENOENT")) return null; // released meanwhile: just retry
     throw err;
   }
-  const [pidText, host] = text.split(" ");
+  const [pidText, host, , boot] = text.split(" ");
   const pid = Number(pidText);
   let stale: boolean;
   if (options.staleMs > 0 && Date.now() - mtimeMs > options.staleMs) stale = true;
   else if (!host)
     stale = Date.now() - mtimeMs > 5000; // being written, or torn by a crash
   else if (host !== HOST) stale = options.otherHostIsStale;
+  else if (boot !== undefined && BOOT_ID !== "" && boot !== BOOT_ID) stale = true;
   else stale = Number.isInteger(pid) && pid > 0 && !alive(pid);
   return stale ? text : null;
 }
@@ -79,7 +89,7 @@ export async function acquireLock(path: string, options: LockOptions): Promise<(
     try {
       // Metadata-only calls are made synchronously on the hot path: a thread-pool
       // round trip costs more than the syscall itself.
-      symlinkSync(`${process.pid} ${HOST} ${Date.now()}`, path);
+      symlinkSync(`${process.pid} ${HOST} ${Date.now()} ${BOOT_ID}`, path);
       let released = false;
       return async () => {
         if (released) return;

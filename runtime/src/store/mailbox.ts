@@ -5,8 +5,8 @@
  * listeners, and fs.watch on the directory for changes other processes make —
  * LMTP and IMAP are separate services on the store host).
  */
-import { type FSWatcher, renameSync, statSync, watch } from "node:fs";
-import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { closeSync, type FSWatcher, openSync, readSync, renameSync, statSync, watch } from "node:fs";
+import { readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
@@ -17,10 +17,12 @@ import { dirMtimes, reconcile } from "./sync.js";
 import { StoreError } from "./types.js";
 import {
   applyLog,
+  applyLogTail,
   INDEX_FILE,
   INDEX_LOG_FILE,
   type IndexData,
   type IndexRecord,
+  type LogEntry,
   logLines,
   parseIndex,
   serializeIndex,
@@ -44,8 +46,12 @@ export interface Tx {
   keywords: string[];
   dirty: boolean;
   keywordsDirty: boolean;
-  /** Set by appends that changed nothing else: written to the index log instead of a new index. */
-  appended?: IndexRecord[];
+  /**
+   * What the update did, entry by entry, when it can be told that way (appends,
+   * flag changes, expunges): written to the index log instead of a new index.
+   * An update that leaves it unset while dirty rewrites the index.
+   */
+  log?: LogEntry[];
 }
 
 /** The log is folded into a new index once it is this big (readers parse it whole). */
@@ -54,6 +60,8 @@ export const MAX_INDEX_LOG_BYTES = 64 * 1024;
 export interface PendingAppend extends TmpMessage {
   flags: string[];
 }
+
+const byUid = new WeakMap<IndexData, Map<number, IndexRecord>>();
 
 function clone(data: IndexData): IndexData {
   return { ...data, records: data.records.map((r) => ({ ...r })) };
@@ -87,6 +95,16 @@ export class Mailbox {
     private readonly options: MailboxOptions,
   ) {}
 
+  /** A record by UID in an index this mailbox returned (a map built once per index version). */
+  record(data: IndexData, uid: number): IndexRecord | undefined {
+    let map = byUid.get(data);
+    if (!map) {
+      map = new Map(data.records.map((r) => [r.uid, r]));
+      byUid.set(data, map);
+    }
+    return map.get(uid);
+  }
+
   get idle(): boolean {
     return this.refs === 0 && this.mutex.idle && this.pending.length === 0 && this.listeners.size === 0;
   }
@@ -113,6 +131,8 @@ export class Mailbox {
     if (baseKey === null) return null;
     const key = `${baseKey}|${logKey ?? "none"}`;
     if (this.cache?.key === key) return this.cache.data;
+    const tail = await this.readLogTail(baseKey, logKey, key);
+    if (tail) return tail;
     let text: string;
     let logText: string | null = null;
     try {
@@ -132,6 +152,30 @@ export class Mailbox {
       torn = r.torn;
     }
     this.cache = { key, baseKey, data, logBytes, torn };
+    return data;
+  }
+
+  /**
+   * The same index file and a longer log of its generation: apply only the new
+   * lines (a delivery does not cost every other process a full re-parse).
+   */
+  private async readLogTail(baseKey: string, logKey: string | null, key: string): Promise<IndexData | null> {
+    const c = this.cache;
+    if (!c || c.baseKey !== baseKey || logKey === null || c.logBytes <= 0 || c.torn) return null;
+    const size = Number(logKey.split(":")[2]);
+    if (!(size > c.logBytes)) return null;
+    const fd = openSync(join(this.path, INDEX_LOG_FILE), "r");
+    let text: string;
+    try {
+      const buf = Buffer.alloc(size - c.logBytes);
+      const n = readSync(fd, buf, 0, buf.length, c.logBytes);
+      text = buf.subarray(0, n).toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+    const data: IndexData = { ...c.data, records: [...c.data.records] };
+    const { torn } = applyLogTail(data, text);
+    this.cache = { key, baseKey, data, logBytes: c.logBytes + Buffer.byteLength(text), torn };
     return data;
   }
 
@@ -214,8 +258,8 @@ export class Mailbox {
           await writeKeywords(this.path, tx.keywords, this.options.fsync);
         if (tx.dirty) {
           const logBytes = state?.data === undefined ? 0 : state.logBytes;
-          if (tx.appended && !reconciled && state && !state.torn && logBytes < MAX_INDEX_LOG_BYTES) {
-            await this.appendLog(tx.data, tx.appended, logBytes, state.baseKey);
+          if (tx.log && !reconciled && state && !state.torn && logBytes < MAX_INDEX_LOG_BYTES) {
+            await this.appendLog(tx.data, tx.log, logBytes, state.baseKey);
           } else {
             await this.writeIndex(tx.data);
           }
@@ -248,12 +292,12 @@ export class Mailbox {
   }
 
   /** Appends to the index log: one write and one fsync (plus the directory's when the log is new). */
-  private async appendLog(data: IndexData, appended: IndexRecord[], logBytes: number, baseKey: string) {
+  private async appendLog(data: IndexData, entries: LogEntry[], logBytes: number, baseKey: string) {
     const m = await dirMtimes(this.path);
     data.newMtime = m.newMtime;
     data.curMtime = m.curMtime;
     const fresh = logBytes <= 0;
-    const text = logLines(data, appended, fresh);
+    const text = logLines(data, entries, fresh);
     const logFile = join(this.path, INDEX_LOG_FILE);
     // A log of another generation (-1) is truncated: nobody applies it.
     await writeSmallFile(logFile, fresh ? "w" : "a", text, { fsync: this.options.fsync, dataOnly: true });
@@ -324,7 +368,7 @@ export class Mailbox {
                 outcome.set(item, uid);
                 tx.dirty = true;
               }
-              tx.appended = appended;
+              tx.log = appended.map((record) => ({ type: "A", record }));
               if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
             },
             { keywords: batch.some(({ item }) => item.flags.length > 0) },
@@ -355,18 +399,21 @@ export class Mailbox {
     if (data.firstRecentUid >= data.uidNext) return [];
     return this.update(async (tx) => {
       const claimed: number[] = [];
+      const log: LogEntry[] = [];
       for (const r of tx.data.records) {
         if (r.uid < tx.data.firstRecentUid) continue;
         claimed.push(r.uid);
         if (r.dir === "new") {
           try {
-            await rename(join(this.path, "new", r.base), join(this.path, "cur", curName(r.base, r.letters)));
+            renameSync(join(this.path, "new", r.base), join(this.path, "cur", curName(r.base, r.letters)));
             r.dir = "cur";
+            log.push({ type: "F", record: { ...r } });
           } catch (err) {
             if (!isErrno(err, "ENOENT")) throw err;
           }
         }
       }
+      tx.log = log;
       if (tx.data.firstRecentUid < tx.data.uidNext) {
         tx.data.firstRecentUid = tx.data.uidNext;
         tx.dirty = true;

@@ -7,13 +7,15 @@
  * results are what the protocol reports, and a later sync() does not report
  * them again. sync() reports what other sessions and deliveries did.
  */
-import { readFile, rename } from "node:fs/promises";
+import { renameSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { recordPath, removeRecords } from "./expunge.js";
 import { curName, guidOf } from "./filename.js";
 import { flagsToLetters, lettersToFlags } from "./flags.js";
 import { isErrno } from "./fsutil.js";
 import type { Mailbox } from "./mailbox.js";
+import { toCrlf } from "./save.js";
 import {
   type CopyResult,
   type Flag,
@@ -24,7 +26,7 @@ import {
   StoreError,
   type StoreFlagsResult,
 } from "./types.js";
-import type { IndexData, IndexRecord } from "./uidlist.js";
+import type { IndexData, IndexRecord, LogEntry } from "./uidlist.js";
 
 export interface SessionHooks {
   /** Copies records into another mailbox of the same user; returns their new UIDs. */
@@ -142,10 +144,11 @@ export class MaildirSession implements MailboxSession {
     this.check();
     for (let attempt = 0; attempt < 3; attempt++) {
       const data = await this.mailbox.current();
-      const r = data.records.find((x) => x.uid === uid);
+      const r = this.mailbox.record(data, uid);
       if (!r) break;
       try {
-        return await readFile(recordPath(this.mailbox.path, r));
+        // Files written by other MDAs (Dovecot, procmail) may have bare LF line endings.
+        return toCrlf(await readFile(recordPath(this.mailbox.path, r)));
       } catch (err) {
         // Renamed by a flag change in another process since our index read: look again.
         if (!isErrno(err, "ENOENT")) throw new StoreError("TEMPFAIL", "cannot read message");
@@ -176,6 +179,7 @@ export class MaildirSession implements MailboxSession {
       }
       const changed: IndexRecord[] = [];
       const modified: number[] = [];
+      const log: LogEntry[] = [];
       const modseq = tx.data.highestModseq + 1;
       for (const r of tx.data.records) {
         if (!wanted.has(r.uid)) continue;
@@ -189,7 +193,7 @@ export class MaildirSession implements MailboxSession {
         else letters = [...r.letters].filter((c) => !opLetters.includes(c)).join("");
         if (letters === r.letters && r.dir === "cur") continue;
         const from = recordPath(this.mailbox.path, r);
-        await rename(from, join(this.mailbox.path, "cur", curName(r.base, letters)));
+        renameSync(from, join(this.mailbox.path, "cur", curName(r.base, letters)));
         const flagsDiffer = letters !== r.letters;
         r.dir = "cur";
         r.letters = letters;
@@ -198,7 +202,9 @@ export class MaildirSession implements MailboxSession {
           r.modseq = modseq;
           changed.push({ ...r });
         }
+        log.push({ type: "F", record: { ...r } });
       }
+      tx.log = log;
       if (changed.length > 0) tx.data.highestModseq = modseq;
       return { changed, modified, keywords: tx.keywords, highest: tx.data.highestModseq };
     });
@@ -244,6 +250,7 @@ export class MaildirSession implements MailboxSession {
     const removed = await this.mailbox.update(async (tx) => {
       const out = await removeRecords(this.mailbox.path, tx.data, pick, this.hooks.fsync);
       if (out.length > 0) tx.dirty = true;
+      tx.log = out.map((r) => ({ type: "X", uid: r.uid }));
       return out;
     });
     if (removed.length === 0) return [];

@@ -6,10 +6,11 @@
  * those the index recorded (or the index is missing/damaged).
  */
 import { statSync } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { type ParsedName, parseName } from "./filename.js";
 import { isErrno } from "./fsutil.js";
+import { toCrlf } from "./save.js";
 import { emptyIndex, type IndexData, type IndexRecord } from "./uidlist.js";
 
 interface Found {
@@ -91,8 +92,11 @@ export async function reconcile(
   const fresh: Array<Found & { mtime: number; size: number }> = [];
   for (const file of found.values()) {
     try {
-      const st = await stat(join(path, file.dir, file.name));
-      fresh.push({ ...file, mtime: st.mtimeMs, size: file.parsed.size ?? st.size });
+      const full = join(path, file.dir, file.name);
+      const st = await stat(full);
+      // No size in the name (a foreign MDA's file): measure it as it will be served, CRLF.
+      const size = file.parsed.size ?? toCrlf(await readFile(full)).length;
+      fresh.push({ ...file, mtime: st.mtimeMs, size });
     } catch (err) {
       if (!isErrno(err, "ENOENT")) throw err;
     }

@@ -17,8 +17,13 @@
  * `mailinfra-index.log` (one fsync, no rename) lines of the form
  *
  *   G <generation>                                  (first line)
- *   A <uid> <modseq> <size> <date> <n|c> <letters> <base> #<check>
+ *   A <uid> <modseq> <size> <date> <n|c> <letters> <base> #<check>   appended
+ *   F <uid> <modseq> <size> <date> <n|c> <letters> <base> #<check>   flags/place changed
+ *   X <uid> #<check>                                                  expunged
  *   H <uidnext> <highestmodseq> <firstrecent> <newmtime> <curmtime> #<check>
+ *
+ * Each update writes its A/F/X lines and then one H line; a group counts only
+ * once its H line is there.
  *
  * The log applies only to the index of the same generation; any other update
  * writes a new index (next generation) and removes the log. A torn last line
@@ -105,9 +110,11 @@ function parseRecord(f: string[]): IndexRecord | null {
 
 const check = (line: string) => createHash("sha1").update(line).digest("hex").slice(0, 8);
 
-/** Log lines for appended records plus the new header values. */
-export function logLines(data: IndexData, appended: IndexRecord[], withGeneration: boolean): string {
-  const lines = appended.map((r) => `A ${recordLine(r)}`);
+export type LogEntry = { type: "A" | "F"; record: IndexRecord } | { type: "X"; uid: number };
+
+/** The log lines of one update plus the new header values. */
+export function logLines(data: IndexData, entries: LogEntry[], withGeneration: boolean): string {
+  const lines = entries.map((e) => (e.type === "X" ? `X ${e.uid}` : `${e.type} ${recordLine(e.record)}`));
   lines.push(
     `H ${data.uidNext} ${data.highestModseq} ${data.firstRecentUid} ${data.newMtime} ${data.curMtime}`,
   );
@@ -117,17 +124,49 @@ export function logLines(data: IndexData, appended: IndexRecord[], withGeneratio
 
 /**
  * Applies a log to the index it extends (mutating it). Returns false when the
- * log belongs to another generation (ignored); `torn` when a line failed its check.
+ * log belongs to another generation (ignored); `torn` when a line failed its
+ * check or does not fit (the rest is ignored; the next writer compacts).
  */
 export function applyLog(data: IndexData, text: string): { applied: boolean; torn: boolean } {
   const lines = text.split("\n");
   const last = lines.pop(); // "" after a final "\n"; anything else is a torn line
-  let torn = last !== "";
   if (lines[0] !== `G ${data.generation}`) return { applied: false, torn: false };
+  const torn = applyLines(data, lines.slice(1));
+  return { applied: true, torn: torn || last !== "" };
+}
+
+/** Applies lines appended to a log already applied up to a line boundary. */
+export function applyLogTail(data: IndexData, text: string): { torn: boolean } {
+  const lines = text.split("\n");
+  const last = lines.pop();
+  return { torn: applyLines(data, lines) || last !== "" };
+}
+
+/** Returns true when it had to stop at a bad line. */
+function applyLines(data: IndexData, lines: string[]): boolean {
   const mtime = /^\d{1,30}$/;
-  // A and H lines come in groups written by one append: A lines count only once their H line is there.
-  let pending: IndexRecord[] = [];
-  for (const raw of lines.slice(1)) {
+  let position: Map<number, number> | null = null; // built on the first F or X
+  const removed = new Set<number>();
+  let pending: LogEntry[] = [];
+  let lastUid = data.records.at(-1)?.uid ?? 0;
+  let torn = false;
+  const apply = (e: LogEntry): boolean => {
+    if (e.type === "A") {
+      if (e.record.uid <= lastUid) return false;
+      lastUid = e.record.uid;
+      position?.set(e.record.uid, data.records.length);
+      data.records.push(e.record);
+      return true;
+    }
+    if (!position) position = new Map(data.records.map((r, i) => [r.uid, i]));
+    const uid = e.type === "X" ? e.uid : e.record.uid;
+    const i = position.get(uid);
+    if (i === undefined || removed.has(uid)) return false;
+    if (e.type === "X") removed.add(uid);
+    else data.records[i] = e.record;
+    return true;
+  };
+  for (const raw of lines) {
     const hash = raw.lastIndexOf(" #");
     const line = raw.slice(0, hash);
     if (hash < 0 || check(line) !== raw.slice(hash + 2)) {
@@ -135,22 +174,22 @@ export function applyLog(data: IndexData, text: string): { applied: boolean; tor
       break;
     }
     const f = line.split(" ");
-    if (f[0] === "A") {
+    if (f[0] === "A" || f[0] === "F") {
       const r = parseRecord(f.slice(1));
-      const lastUid = pending.at(-1)?.uid ?? data.records.at(-1)?.uid ?? 0;
-      if (!r || r.uid <= lastUid) {
+      if (!r) {
         torn = true;
         break;
       }
-      pending.push(r);
+      pending.push({ type: f[0], record: r });
+    } else if (f[0] === "X" && f.length === 2 && INT.test(f[1] as string)) {
+      pending.push({ type: "X", uid: Number(f[1]) });
     } else if (f[0] === "H" && f.length === 6 && f.slice(1, 4).every((v) => INT.test(v))) {
-      if (!mtime.test(f[4] as string) || !mtime.test(f[5] as string)) {
+      if (!mtime.test(f[4] as string) || !mtime.test(f[5] as string) || !pending.every(apply)) {
         torn = true;
         break;
       }
-      data.records.push(...pending);
       pending = [];
-      data.uidNext = Math.max(Number(f[1]), (data.records.at(-1)?.uid ?? 0) + 1);
+      data.uidNext = Math.max(Number(f[1]), lastUid + 1);
       data.highestModseq = Number(f[2]);
       data.firstRecentUid = Number(f[3]);
       data.newMtime = f[4] as string;
@@ -161,7 +200,8 @@ export function applyLog(data: IndexData, text: string): { applied: boolean; tor
     }
   }
   if (pending.length > 0) torn = true;
-  return { applied: true, torn };
+  if (removed.size > 0) data.records = data.records.filter((r) => !removed.has(r.uid));
+  return torn;
 }
 
 /** null = damaged (bad checksum or grammar). */

@@ -69,6 +69,20 @@ describe("config check", () => {
     expect(r.code).toBe(0);
   });
 
+  it("accepts every per-role example in examples/ (mx, relay, store)", async () => {
+    const examples = (await readdir(join(RUNTIME_DIR, "examples"))).filter((f) => f.endsWith(".yaml"));
+    expect(examples).toEqual(expect.arrayContaining(["mx.yaml", "relay.yaml", "store.yaml"]));
+    for (const f of examples) {
+      const r = await runBundle(bundle, ["config", "check", join(RUNTIME_DIR, "examples", f)]);
+      expect({ file: f, code: r.code, out: r.stdout, err: r.stderr }).toEqual({
+        file: f,
+        code: 0,
+        out: "ok\n",
+        err: "",
+      });
+    }
+  });
+
   it("names the key path and line of each schema problem", async () => {
     const file = await writeConfig(
       "bad-schema.yaml",
@@ -230,6 +244,44 @@ describe("serve", () => {
       expect(await serve.exited).toEqual({ code: 0, signal: null });
     } finally {
       serve.child.kill("SIGKILL");
+    }
+  });
+
+  it("services sharing one runtime.yaml each take their metrics address (metrics.services)", async () => {
+    const root = await mkdtemp(join(bundle.dir, "shared-store-"));
+    // The shared default address is taken by lmtp; imap has its own.
+    const blocker: Server = createServer().listen(0, "127.0.0.1");
+    await once(blocker, "listening");
+    const address = blocker.address();
+    const shared = typeof address === "object" && address ? address.port : 0;
+    await new Promise<void>((r) => blocker.close(() => r()));
+    const file = await writeConfig(
+      "shared-store.yaml",
+      [
+        "host: { name: store1.example.org, roles: [store], drainTimeoutSeconds: 1 }",
+        `metrics: { listen: "127.0.0.1:${shared}", services: { imap: "127.0.0.1:0" } }`,
+        `ldap: { uris: ["${ldap.uri}"], baseDn: "${ldap.baseDn}", bindDn: "${ldap.bindDn}", bindPasswordFile: "${ldap.bindPasswordFile}" }`,
+        `store: { root: "${root}" }`,
+        'lmtp: { listen: ["127.0.0.1:0"] }',
+        'imap: { listen: ["127.0.0.1:0"] }',
+      ].join("\n"),
+    );
+    const lmtp = spawnServe(bundle, ["serve", "lmtp", "--config", file]);
+    const imap = spawnServe(bundle, ["serve", "imap", "--config", file]);
+    try {
+      const l = await lmtp.waitFor((line) => line.msg === "lmtp started");
+      const i = await imap.waitFor((line) => line.msg === "imap started");
+      expect(l.metrics).toBe(`127.0.0.1:${shared}`);
+      expect(i.metrics).not.toBe(l.metrics);
+      for (const m of [l.metrics, i.metrics])
+        expect((await curl(`http://${String(m)}/healthz`)).status).toBe(200);
+      lmtp.child.kill("SIGTERM");
+      imap.child.kill("SIGTERM");
+      expect(await lmtp.exited).toEqual({ code: 0, signal: null });
+      expect(await imap.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      lmtp.child.kill("SIGKILL");
+      imap.child.kill("SIGKILL");
     }
   });
 

@@ -55,6 +55,18 @@ describe("parseConfig", () => {
     ]);
   });
 
+  it("takes a metrics address per service, and names an unknown service", () => {
+    const config = parseConfig(
+      'host: { name: h, roles: [store] }\nmetrics: { listen: "127.0.0.1:9187", services: { imap: "127.0.0.1:9189" } }\n',
+    );
+    expect(config.metrics.services).toEqual({ imap: "127.0.0.1:9189" });
+    const bad = problems(
+      'host: { name: h, roles: [store] }\nmetrics:\n  services: { gopher: "127.0.0.1:1" }\n',
+    );
+    expect(bad).toHaveLength(1);
+    expect(bad[0]).toMatch(/^metrics\.services(\.gopher)?: .*\(line 3\)$/);
+  });
+
   it("reports YAML errors by line and column", () => {
     expect(problems("host: {name: h\n")[0]).toMatch(/^line 2, column 1: /);
   });

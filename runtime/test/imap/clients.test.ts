@@ -28,19 +28,23 @@ afterAll(async () => {
 
 describe("python3 imaplib", () => {
   it("logs in over STARTTLS and TLS, lists, fetches, searches, stores, copies, expunges, appends and idles", async () => {
-    const { stdout } = await run("python3", [fileURLToPath(new URL("./clients/imaplib_client.py", import.meta.url))], {
-      env: {
-        ...process.env,
-        IMAP_HOST: "127.0.0.1",
-        IMAP_PORT: String(srv.port),
-        IMAP_TLS_PORT: String(srv.tlsPort),
-        IMAP_USER: "alice",
-        IMAP_PASSWORD: "alice-secret-1",
-        IMAP_CAFILE: srv.certFile,
-        FIXTURE: fileURLToPath(new URL("./fixtures/nested.eml", import.meta.url)),
+    const { stdout } = await run(
+      "python3",
+      [fileURLToPath(new URL("./clients/imaplib_client.py", import.meta.url))],
+      {
+        env: {
+          ...process.env,
+          IMAP_HOST: "127.0.0.1",
+          IMAP_PORT: String(srv.port),
+          IMAP_TLS_PORT: String(srv.tlsPort),
+          IMAP_USER: "alice",
+          IMAP_PASSWORD: "alice-secret-1",
+          IMAP_CAFILE: srv.certFile,
+          FIXTURE: fileURLToPath(new URL("./fixtures/nested.eml", import.meta.url)),
+        },
+        timeout: 30_000,
       },
-      timeout: 30_000,
-    });
+    );
     const r = JSON.parse(stdout) as Record<string, unknown>;
     expect(r.welcome).toMatch(/^\* OK/);
     expect(r.login).toBe("OK");
@@ -53,7 +57,9 @@ describe("python3 imaplib", () => {
     expect(r.fetch_structure).toMatch(/ENVELOPE \("Tue, 14 Mar 2023 09:26:53 \+0100"/);
     expect(r.fetch_structure).toMatch(/FLAGS \(\\Flagged/);
     expect(r.fetch_partial).toBe("1 (BODY[1.1]<0> {20}<<Hallo Alice,\r\nsch=F6>>)");
-    expect(r.fetch_header_fields).toMatch(/Subject: =\?ISO-8859-1\?Q\?Gr=FC=DFe_aus_M=FCnchen\?= and a report\r\n\r\n>>/);
+    expect(r.fetch_header_fields).toMatch(
+      /Subject: =\?ISO-8859-1\?Q\?Gr=FC=DFe_aus_M=FCnchen\?= and a report\r\n\r\n>>/,
+    );
     expect(r.fetch_rfc822).toBe((await fixture("nested.eml")).length);
     expect(r.flags_after_fetch).toMatch(/\\Seen/);
     expect(r.search_utf8).toBe("1");
@@ -183,15 +189,29 @@ SyncState *
     expect(names.filter((n) => /:2,[A-Z]*F/.test(n))).toHaveLength(1);
 
     // local changes: mark one seen, delete one (trashed), add a new message
-    const plainFile = (await Promise.all(names.map(async (n) => [n, await readFile(join(local, "Sync", n.startsWith("new/") ? "" : "cur", n))] as const))).find(
-      ([, b]) => b.includes("Lunch on Friday"),
-    )![0];
+    const plainFile = (
+      await Promise.all(
+        names.map(
+          async (n) =>
+            [n, await readFile(join(local, "Sync", n.startsWith("new/") ? "" : "cur", n))] as const,
+        ),
+      )
+    ).find(([, b]) => b.includes("Lunch on Friday"))![0];
     const nestedFile = names.find((n) => n !== plainFile && !/:2,[A-Z]*F/.test(n))!;
-    const seenName = plainFile.replace(/^new\//, "").replace(/(:2,[A-Z]*)?$/, "") + ":2,S";
-    await rename(join(local, "Sync", plainFile.startsWith("new/") ? "" : "cur", plainFile), join(cur, seenName));
+    const seenName = `${plainFile.replace(/^new\//, "").replace(/(:2,[A-Z]*)?$/, "")}:2,S`;
+    await rename(
+      join(local, "Sync", plainFile.startsWith("new/") ? "" : "cur", plainFile),
+      join(cur, seenName),
+    );
     const nestedPath = join(local, "Sync", nestedFile.startsWith("new/") ? "" : "cur", nestedFile);
-    await rename(nestedPath, join(cur, `${nestedFile.replace(/^new\//, "").replace(/(:2,[A-Z]*)?$/, "")}:2,T`));
-    await writeFile(join(local, "Sync", "new", "1700000000.local1.host"), "Subject: from the laptop\r\n\r\nwritten offline\r\n");
+    await rename(
+      nestedPath,
+      join(cur, `${nestedFile.replace(/^new\//, "").replace(/(:2,[A-Z]*)?$/, "")}:2,T`),
+    );
+    await writeFile(
+      join(local, "Sync", "new", "1700000000.local1.host"),
+      "Subject: from the laptop\r\n\r\nwritten offline\r\n",
+    );
     // a server-side change at the same time: flag the KOI8 message answered
     await t.cmd("s", "SELECT Sync");
     await t.cmd("st", "STORE 2 +FLAGS (\\Answered)");

@@ -12,6 +12,8 @@ import { join } from "node:path";
 
 export interface Dovecot {
   port: number;
+  /** The master process; its descendants serve the connections. */
+  pid: number;
   dir: string;
   /** Maildir of a user (INBOX). */
   maildir(user: string): string;
@@ -38,7 +40,8 @@ async function freePort(): Promise<number> {
 
 export async function startDovecot(options: {
   password: string;
-  fsync?: boolean;
+  /** Dovecot's mail_fsync; "optimized" is its default (fsync saved mails, not every index write). */
+  fsync?: "always" | "optimized" | "never";
   processes?: number;
 }): Promise<Dovecot> {
   const dir = await mkdtemp(join(tmpdir(), "dovecot-"));
@@ -140,5 +143,5 @@ protocol imap {
   process.once("exit", () => {
     if (child.exitCode === null) child.kill("SIGKILL");
   });
-  return { port, dir, maildir: (user) => join(dir, "mail", user, "Maildir"), stop };
+  return { port, dir, pid: child.pid!, maildir: (user) => join(dir, "mail", user, "Maildir"), stop };
 }

@@ -38,7 +38,13 @@ beforeAll(async () => {
   });
   directory = createDirectory(config.ldap!);
   store = createMaildirStore({ root, fsync: true, defaultQuotaBytes: config.store!.defaultQuotaBytes });
-  service = await start({ config, logger: pino({ level: "silent" }), metrics: new Registry(), directory, store });
+  service = await start({
+    config,
+    logger: pino({ level: "silent" }),
+    metrics: new Registry(),
+    directory,
+    store,
+  });
   port = Number(service.addresses()[0]!.split(":").pop());
 });
 

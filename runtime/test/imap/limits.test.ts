@@ -68,6 +68,34 @@ describe("MAX_LITERAL_BYTES (and APPENDLIMIT, RFC 7889)", () => {
   });
 });
 
+describe("MAX_PREAUTH_LITERAL_BYTES", () => {
+  it("accepts only small literals before login, the configured size after", async () => {
+    const t = await Transcript.connect(srv.port);
+    t.send("a LOGIN {9000}\r\n");
+    expect(await t.until(/a (NO|OK|BAD)[^\r]*\r\n/)).toMatch(
+      /a NO \[TOOBIG\] Literal too large \(limit 4096 octets\)/,
+    );
+    t.close();
+    const own = await startServer({ limits: { maxLiteralBytes: 100_000 } });
+    try {
+      const u = await Transcript.connect(own.port);
+      u.send("a LOGIN {9000}\r\n");
+      expect(await u.until(/a (NO|OK|BAD)[^\r]*\r\n/)).toMatch(
+        /a NO \[TOOBIG\] Literal too large \(limit 8192 octets\)/,
+      );
+      expect(await u.cmd("l", "LOGIN alice alice-secret-1")).toMatch(/l OK/);
+      const msg = `Subject: big\r\n\r\n${"b".repeat(20_000)}\r\n`;
+      u.send(`b APPEND INBOX {${msg.length}}\r\n`);
+      await u.until(/\+ [^\r]*\r\n/);
+      u.send(`${msg}\r\n`);
+      expect(await u.until(/b (OK|NO)[^\r]*\r\n/)).toMatch(/b OK \[APPENDUID/);
+      u.close();
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
 describe("MAX_BAD_COMMANDS", () => {
   it("says BYE after the limit of bad commands in a row", async () => {
     const t = await Transcript.connect(srv.port);

@@ -7,6 +7,7 @@
 import tls from "node:tls";
 import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMaildirStore } from "../../src/store/index.js";
 import { fixture, startServer, type TestServer, Transcript } from "./support.js";
 
 let srv: TestServer;
@@ -83,6 +84,43 @@ describe("several sessions on one mailbox", () => {
     await b.until(/i OK IDLE terminated\r\n/);
     a.close();
     b.close();
+  });
+});
+
+describe("changes from another process", () => {
+  it("IDLE reports a delivery made through a separate store instance (as LMTP in its own process)", async () => {
+    const t = await login("bob", "bob-secret-2");
+    await t.cmd("s", "SELECT INBOX");
+    t.send("i IDLE\r\n");
+    await t.until(/\+ idling\r\n/);
+    const other = createMaildirStore({ root: srv.root, fsync: false, defaultQuotaBytes: 10 * 1024 ** 2 });
+    try {
+      const user = await other.open("bob");
+      await user.append("INBOX", Buffer.from(simple("delivered elsewhere")));
+      expect(await t.until(/\* \d+ EXISTS\r\n/, 10_000)).toMatch(/EXISTS/);
+    } finally {
+      await other.close();
+    }
+    t.send("DONE\r\n");
+    await t.until(/i OK[^\r]*\r\n/);
+    expect(await t.cmd("f", "FETCH * (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")).toMatch(
+      /Subject: delivered elsewhere/,
+    );
+    t.close();
+  });
+
+  it("drain says BYE to every session", async () => {
+    const own = await startServer();
+    try {
+      const t = await Transcript.connect(own.port);
+      await t.cmd("l", "LOGIN alice alice-secret-1");
+      const drained = own.server.drain(2000);
+      expect(await t.until(/\* BYE[^\r]*\r\n/)).toMatch(/\[UNAVAILABLE\] Server shutting down/);
+      await t.waitClosed();
+      await drained;
+    } finally {
+      await own.stop();
+    }
   });
 });
 

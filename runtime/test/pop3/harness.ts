@@ -33,7 +33,7 @@ export interface Pop3Harness {
     overrides?: Partial<Pop3Limits>;
     loginDisabledWithoutTls?: boolean;
     tls?: boolean;
-  }): Promise<{ port: number; tlsPort: number; service: RunningService }>;
+  }): Promise<{ port: number; tlsPort: number; service: RunningService; metrics: Registry }>;
   stop(): Promise<void>;
 }
 
@@ -86,11 +86,12 @@ export async function harness(): Promise<Pop3Harness> {
           limits: options.limits ?? {},
         },
       });
+      const metrics = new Registry();
       const service = await startPop3(
         {
           config,
           logger: pino({ level: "silent" }),
-          metrics: new Registry(),
+          metrics,
           directory,
           store,
           ...(options.tls === false ? {} : { tls }),
@@ -99,7 +100,7 @@ export async function harness(): Promise<Pop3Harness> {
       );
       services.push(service);
       const ports = service.addresses().map((a) => Number(a.split(":").pop()));
-      return { port: ports[0] as number, tlsPort: ports[1] ?? 0, service };
+      return { port: ports[0] as number, tlsPort: ports[1] ?? 0, service, metrics };
     },
     async stop() {
       for (const s of services) await s.drain(500);

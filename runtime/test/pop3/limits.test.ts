@@ -94,6 +94,33 @@ describe("POP3 limits", () => {
     await c.cmd("QUIT");
   });
 
+  it("robustness: random garbage lines never crash the server, each gets one -ERR", async () => {
+    const { port } = await h.start({ tls: false, limits: { maxBadCommands: 10_000 } });
+    const c = new Conversation(port);
+    await c.line();
+    await c.cmd("USER bob");
+    expect(await c.cmd("PASS bob-secret-2")).toMatch(/^\+OK/);
+    let seed = 42;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    for (let i = 0; i < 300; i++) {
+      const len = rand() % 40;
+      const bytes = Buffer.alloc(len);
+      for (let j = 0; j < len; j++) {
+        let b = rand() % 256;
+        if (b === 10 || b === 13) b = 32;
+        bytes[j] = b;
+      }
+      // keep clear of the real verbs (QUIT, STLS …): prefix with a byte no verb starts with
+      c.send(Buffer.concat([Buffer.from("~"), bytes, Buffer.from("\r\n")]));
+      expect(await c.line(), `line ${i}`).toMatch(/^-ERR /);
+    }
+    expect(await c.cmd("NOOP")).toBe("+OK");
+    expect(await c.cmd("QUIT")).toMatch(/^\+OK/);
+  });
+
   it("directory down: -ERR [SYS/TEMP], never [AUTH]", async () => {
     const { port } = await h.start({ tls: false });
     await h.ldap.halt();

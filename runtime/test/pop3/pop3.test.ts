@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Conversation, harness, type Pop3Harness } from "./harness.js";
 
@@ -29,6 +30,7 @@ function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: s
 let h: Pop3Harness;
 let port: number;
 let tlsPort: number;
+let metrics: Registry;
 let netrc: string;
 
 const BOB = { user: "bob", password: "bob-secret-2" };
@@ -41,7 +43,7 @@ async function deliver(user: string, text: string): Promise<void> {
 
 beforeAll(async () => {
   h = await harness();
-  ({ port, tlsPort } = await h.start());
+  ({ port, tlsPort, metrics } = await h.start());
   netrc = join(h.tmp, "netrc");
   await writeFile(netrc, "machine 127.0.0.1 login alice password alice-secret-1\n", { mode: 0o600 });
   await deliver("bob", DOTTED);
@@ -129,6 +131,7 @@ describe("POP3 with poplib", () => {
   it("-ERR [AUTH] for a wrong password", async () => {
     const out = await poplib({ port, user: "bob", password: "wrong", steps: [["login"]] });
     expect(out[0]).toEqual({ error: "-ERR [AUTH] Invalid login or password" });
+    expect(await metrics.metrics()).toMatch(/mailinfra_pop3_logins_total\{result="auth"\} [1-9]/);
   });
 
   it("STLS (RFC 2595) then login, and implicit TLS", async () => {

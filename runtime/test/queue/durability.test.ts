@@ -97,7 +97,7 @@ function count(sink: Sink, rcpt: string, marker: string): number {
 
 async function waitEmpty(dir: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while ((await readdir(join(dir, "env"))).length > 0) {
+  while ((await readdir(join(dir, "msg"))).length > 0) {
     if (Date.now() > deadline) throw new Error("queue not empty");
     await new Promise((r) => setTimeout(r, 100));
   }

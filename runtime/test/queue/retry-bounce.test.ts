@@ -75,7 +75,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitGone(dir: string, id: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while ((await readdir(join(dir, "env"))).includes(`${id}.json`)) {
+  while ((await readdir(join(dir, "msg"))).includes(id)) {
     if (Date.now() > deadline) throw new Error(`${id} still queued`);
     await sleep(50);
   }
@@ -155,7 +155,7 @@ describe("DSN", () => {
     await waitGone(queueDir, id);
     await sleep(1000);
     expect(world.lmtp.messages.slice(before).filter((m) => m.data.toString().includes(id))).toEqual([]);
-    expect(await readdir(join(queueDir, "env"))).toEqual([]);
+    expect(await readdir(join(queueDir, "msg"))).toEqual([]);
   });
 
   it("sends no DSN for NOTIFY=NEVER, and a success DSN for NOTIFY=SUCCESS", async () => {

@@ -34,17 +34,43 @@ describe("QueueStore", () => {
     expect((await store.load(env.id))?.recipients[0]?.status).toBe("pending");
   });
 
-  it("removes what a crash left half-done at open: temp files and messages without an envelope", async () => {
+  it("removes what a crash left half-done at open: temp files and state without its message", async () => {
     const store = new QueueStore(dir);
     await store.open();
     const kept = await store.enqueue(Buffer.from("kept\r\n"), request("alice@example.org"));
     const orphan = newQueueId();
-    await writeFile(join(dir, "msg", orphan), "never acknowledged\r\n");
-    await writeFile(join(dir, "tmp", `${orphan}.env.1.1`), "{half");
+    await writeFile(join(dir, "tmp", `${orphan}.msg.1.1`), '{"half');
+    await writeFile(join(dir, "state", `${orphan}.json`), "{}");
     await store.open();
     expect(await readdir(join(dir, "tmp"))).toEqual([]);
-    expect(await readdir(join(dir, "msg"))).toEqual([kept.id]);
+    expect(await readdir(join(dir, "state"))).toEqual([]);
     expect(await store.ids()).toEqual([kept.id]);
+    expect((await store.readMessage(kept.id)).toString()).toBe("kept\r\n");
+  });
+
+  it("prefers the saved state over the envelope written at enqueue", async () => {
+    const store = new QueueStore(dir);
+    await store.open();
+    const env = await store.enqueue(Buffer.from("m\r\n"), request("alice@example.org"));
+    expect((await store.load(env.id))?.attempts).toBe(0);
+    await store.save({ ...env, attempts: 3 });
+    expect((await store.load(env.id))?.attempts).toBe(3);
+    expect((await store.loadWithMessage(env.id))?.envelope.attempts).toBe(3);
+    expect(await store.remove(env.id)).toBe(true);
+    expect(await store.load(env.id)).toBeNull();
+    expect(await readdir(join(dir, "state"))).toEqual([]);
+  });
+
+  it("reads an envelope line longer than one read buffer", async () => {
+    const store = new QueueStore(dir);
+    await store.open();
+    const many = Array.from({ length: 1000 }, (_, i) => ({
+      address: `user${i}@example.org`,
+      original: `user${i}@example.org`,
+      route: { kind: "lmtp" as const },
+    }));
+    const env = await store.enqueue(Buffer.from("big\r\n"), { mailFrom: "s@remote.test", recipients: many });
+    expect((await store.load(env.id))?.recipients).toHaveLength(1000);
   });
 
   it("refuses to remove anything that is not a queue id (no path tricks)", async () => {
@@ -79,6 +105,8 @@ describe("mailinfra queue", () => {
     expect(await runQueueCommand(dir, ["remove", a.id], io)).toBe(1);
     expect(err.at(-1)).toBe(`no such message: ${a.id}`);
     expect(await runQueueCommand(dir, ["frobnicate"], io)).toBe(2);
+    expect(await runQueueCommand(join(dir, "nope"), ["list"], io)).toBe(1);
+    expect(err.at(-1)).toMatch(/^no queue at .*nope/);
   });
 });
 

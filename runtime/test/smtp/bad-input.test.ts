@@ -8,6 +8,7 @@
 import { mkdtemp, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QueueStore } from "../../src/queue/store.js";
 import { MAX_COMMAND_LINE_BYTES, MAX_HEADER_BYTES, MAX_TEXT_LINE_BYTES } from "../../src/smtp/limits.js";
 import { makeConfig, type Running, rawSession, startService, startWorld, type World } from "./harness.js";
 
@@ -161,10 +162,15 @@ describe("session", () => {
 
 describe("the queue after all that", () => {
   it("holds no partial message: no temp files, no message without its envelope", async () => {
-    const tmp = await readdir(join(queueDir, "tmp"));
-    const msgs = await readdir(join(queueDir, "msg"));
-    const envs = (await readdir(join(queueDir, "env"))).map((n) => n.replace(/\.json$/, ""));
-    expect(tmp).toEqual([]);
-    for (const m of msgs) expect(envs).toContain(m);
+    expect(await readdir(join(queueDir, "tmp"))).toEqual([]);
+    const store = new QueueStore(queueDir);
+    // every committed queue file is whole: envelope line and the message after it
+    for (const id of await store.ids()) {
+      const loaded = await store.loadWithMessage(id);
+      expect(loaded?.envelope.id).toBe(id);
+      expect(loaded?.message.length).toBe(loaded?.envelope.size);
+    }
+    // and the refused messages left nothing: only the good ones were ever queued
+    for (const name of await readdir(join(queueDir, "msg"))) expect(name).toMatch(/^[0-9a-z]+-[0-9a-f]{12}$/);
   });
 });

@@ -334,6 +334,7 @@ export interface Running {
   relay: number;
   submission: number;
   config: RuntimeConfig;
+  metrics: Registry;
 }
 
 export async function startService(
@@ -342,12 +343,13 @@ export async function startService(
   options: SmtpServiceOptions = {},
   logger: Logger = pino({ level: process.env.SMTP_TEST_LOG ?? "silent" }),
 ): Promise<Running> {
+  const metrics = new Registry();
   const service = await startSmtp(
-    { config, logger, metrics: new Registry(), directory: world.directory, tls: world.tls },
+    { config, logger, metrics, directory: world.directory, tls: world.tls },
     options,
   );
   const ports = service.addresses().map((a) => Number(a.slice(a.lastIndexOf(":") + 1)));
-  return { service, mx: ports[0] ?? 0, relay: ports[1] ?? 0, submission: ports[2] ?? 0, config };
+  return { service, mx: ports[0] ?? 0, relay: ports[1] ?? 0, submission: ports[2] ?? 0, config, metrics };
 }
 
 export interface SwaksResult {

@@ -9,6 +9,7 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RuntimeConfigSchema } from "../../src/config/schema.js";
 import { startLmtp } from "../../src/lmtp/service.js";
+import { QueueStore } from "../../src/queue/store.js";
 import type { RunningService } from "../../src/service.js";
 import { createMaildirStore } from "../../src/store/index.js";
 import { makeConfig, type Running, startService, startWorld, swaks, type World } from "./harness.js";
@@ -64,9 +65,9 @@ async function findMessage(marker: string, timeoutMs = 15_000): Promise<string[]
     }
     if (hits.length > 0) return hits;
     if (Date.now() > deadline) {
-      const queued = await readdir(join(smtp.config.queue?.dir ?? "", "env"));
-      const states = await Promise.all(queued.map((f) => readFile(join(smtp.config.queue?.dir ?? "", "env", f), "utf8")));
-      throw new Error(`${marker} not in any Maildir; queue: ${states.join("\n")}`);
+      const queue = new QueueStore(smtp.config.queue?.dir ?? "");
+      const states = await Promise.all((await queue.ids()).map((id) => queue.load(id)));
+      throw new Error(`${marker} not in any Maildir; queue: ${JSON.stringify(states)}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -145,6 +145,14 @@ s.quit()
     expect(r.output).toMatch(/<\*\* 550 5\.1\.1 <postmaster@example\.org>/);
   });
 
+  it("counts connections, messages and deliveries for Prometheus", async () => {
+    const text = await smtp.metrics.metrics();
+    expect(text).toMatch(/mailinfra_smtp_connections_total\{listener="mx"\} [1-9]/);
+    expect(text).toMatch(/mailinfra_smtp_messages_total\{listener="mx",result="queued"\} [1-9]/);
+    expect(text).toMatch(/mailinfra_queue_deliveries_total\{transport="lmtp",status="delivered"\} [1-9]/);
+    expect(text).toMatch(/mailinfra_queue_messages \d+/);
+  });
+
   it("answers 451 4.4.3, never 550, while the directory is unreachable", async () => {
     await world.slapd.halt();
     try {

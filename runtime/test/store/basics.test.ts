@@ -211,15 +211,23 @@ describe("maildir store", () => {
     const s = await user.openMailbox("INBOX");
     expect(s.uidValidity).toBe(before.uidValidity);
     expect(s.messages().map((m) => m.uid)).toEqual([1, 2, 3, 4]);
+    const guids = s.messages().map((m) => m.guid);
+    expect(guids[3]).toBe("1700000000.M1P1.other");
     await s.close();
     // damaged index: rebuilt from the Maildir, new UIDVALIDITY
     await store.close();
     const text = await readFile(join(dir, "judy", "mailinfra-index"), "utf8");
-    await writeFile(join(dir, "judy", "mailinfra-index"), text.replace("c - ", "c S "));
+    const at = text.indexOf("\n") + 3; // inside the first message line
+    await writeFile(join(dir, "judy", "mailinfra-index"), `${text.slice(0, at)}9${text.slice(at + 1)}`);
     store = createMaildirStore({ root: dir, fsync: true, defaultQuotaBytes: 1_000_000 });
-    const st = await (await store.open("judy")).status("INBOX");
+    const judy = await store.open("judy");
+    const st = await judy.status("INBOX");
     expect(st.messages).toBe(4);
     expect(st.uidValidity).not.toBe(before.uidValidity);
+    // the GUIDs (POP3 UIDL) live in the file names: the same after the rebuild
+    const rebuilt = await judy.openMailbox("INBOX", { readOnly: true });
+    expect(rebuilt.messages().map((m) => m.guid)).toEqual(guids);
+    await rebuilt.close();
   });
 
   it("keeps deliveries in the index log; a torn log tail is ignored and compacted away", async () => {
@@ -243,6 +251,54 @@ describe("maildir store", () => {
     const s = await again.openMailbox("INBOX");
     expect(s.messages().map((m) => m.uid)).toEqual([1, 2, 3, 4]);
     await s.close();
+  });
+
+  it("logs flag changes and expunges too; another store instance reads the same state", async () => {
+    const user = await store.open("mona");
+    for (let i = 0; i < 4; i++) await user.append("INBOX", msg(`m${i}`));
+    const s = await user.openMailbox("INBOX");
+    const uids = s.messages().map((m) => m.uid);
+    await s.setFlags([uids[0]!, uids[2]!], "add", ["\\Seen", "Later"]);
+    await s.setFlags([uids[3]!], "add", ["\\Deleted"]);
+    expect(await s.expunge()).toEqual([uids[3]]);
+    const log = await readFile(join(dir, "mona", "mailinfra-index.log"), "utf8");
+    expect(log).toMatch(/^F /m);
+    expect(log).toMatch(/^X /m);
+    const other = createMaildirStore({ root: dir, fsync: true, defaultQuotaBytes: 1_000_000 });
+    const view = await (await other.open("mona")).openMailbox("INBOX", { readOnly: true });
+    expect(view.messages().map((m) => [m.uid, [...m.flags].sort(), m.modseq])).toEqual(
+      s.messages().map((m) => [m.uid, [...m.flags].sort(), m.modseq]),
+    );
+    expect(view.highestModseq()).toBe((await user.status("INBOX")).highestModseq);
+    await view.close();
+    await other.close();
+    await s.close();
+  });
+
+  it("two store instances (as two processes) stay in step through appends, flags and expunges", async () => {
+    const other = createMaildirStore({ root: dir, fsync: false, defaultQuotaBytes: 1_000_000 });
+    const a = await store.open("nina");
+    const b = await other.open("nina");
+    await a.append("INBOX", msg("seed"));
+    const sa = await a.openMailbox("INBOX");
+    const sb = await b.openMailbox("INBOX", { readOnly: true });
+    const view = (s: typeof sa) =>
+      s.messages().map((m) => `${m.uid}:${[...m.flags].sort().join(",")}:${m.modseq}`);
+    for (let i = 0; i < 12; i++) {
+      if (i % 3 === 0) await b.append("INBOX", msg(`b${i}`), i % 2 ? { flags: ["Tag"] } : {});
+      if (i % 3 === 1) await sa.setFlags([sa.messages().at(-1)!.uid], "add", ["\\Seen"]);
+      if (i % 3 === 2) {
+        await sa.setFlags([sa.messages()[0]!.uid], "add", ["\\Deleted"]);
+        await sa.expunge();
+      }
+      await sa.sync();
+      await sb.sync();
+      expect(view(sb), `step ${i}`).toEqual(view(sa));
+      expect(sb.highestModseq()).toBe(sa.highestModseq());
+    }
+    await sa.close();
+    await sb.close();
+    await other.close();
   });
 
   it("notifies sessions of deliveries and locks the POP3 maildrop", async () => {

@@ -15,8 +15,8 @@ export default command({
   async handler(s, set) {
     const mb = s.mailbox!;
     if (mb.readOnly) throw no("Mailbox is read-only", "NOPERM");
-    // first report what others changed, so our EXPUNGE numbers match the client's view
-    await s.sendUpdates(true, true);
+    // the store expunges only messages this session's snapshot holds, so the
+    // numbers below are those the client knows (RFC 3501 §7.4.1)
     const uids = set ? resolveSet(s, set, true).map((t) => t.meta.uid) : undefined;
     const gone = await mb.expunge(uids);
     s.reportExpunged(gone);

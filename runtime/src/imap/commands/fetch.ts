@@ -6,8 +6,7 @@
 import type { MessageMeta } from "../../store/types.js";
 import { StoreError } from "../../store/types.js";
 import { no } from "../errors.js";
-import { bodyStructure } from "../mime/bodystructure.js";
-import { envelope } from "../mime/envelope.js";
+import { type CachedMessage, cacheKey, messageCache } from "../mime/cache.js";
 import { applyPartial, type SectionSpec, sectionBytes } from "../mime/section.js";
 import { type MimePart, parseMime } from "../mime/structure.js";
 import type { Session } from "../session.js";
@@ -161,7 +160,6 @@ export default command<FetchArgs>({
       s.condstore = true;
     let targets = resolveSet(s, a.set, call.uid);
     if (a.changedSince !== undefined) targets = targets.filter((t) => t.meta.modseq > a.changedSince!);
-    const needsContent = a.items.some((i) => i.k !== "simple");
     const setsSeen = !mb.readOnly && a.items.some((i) => i.k === "section" && !i.peek);
     const seenNow = new Set<number>();
     if (setsSeen) {
@@ -172,27 +170,30 @@ export default command<FetchArgs>({
       }
     }
     const current = seenNow.size > 0 ? new Map(mb.messages().map((m) => [m.uid, m])) : undefined;
+    // the message cache answers ENVELOPE, BODYSTRUCTURE and top-level header sections without a read
+    const user = s.user!.user;
+    const cached = targets.map((t) => messageCache.get(cacheKey(user, t.meta)));
+    const needs = targets.map((_, i) => needsContent(a.items, cached[i]));
     let missing = 0;
     const reads: Array<Promise<Buffer | null>> = [];
     const load = (i: number): Promise<Buffer | null> =>
-      mb.read(targets[i]!.meta.uid).catch((err: unknown) => {
-        if (err instanceof StoreError && err.code === "EXPUNGED") return null;
-        throw err;
-      });
-    if (needsContent) for (let i = 0; i < Math.min(READ_AHEAD, targets.length); i++) reads.push(load(i));
+      needs[i]
+        ? mb.read(targets[i]!.meta.uid).catch((err: unknown) => {
+            if (err instanceof StoreError && err.code === "EXPUNGED") return null;
+            throw err;
+          })
+        : Promise.resolve(null);
+    for (let i = 0; i < Math.min(READ_AHEAD, targets.length); i++) reads.push(load(i));
     for (let i = 0; i < targets.length; i++) {
       const t = targets[i]!;
-      let content: Buffer | null = null;
-      if (needsContent) {
-        content = await reads[i]!;
-        if (i + READ_AHEAD < targets.length) reads.push(load(i + READ_AHEAD));
-        if (!content) {
-          missing++;
-          continue;
-        }
+      const content = await reads[i]!;
+      if (i + READ_AHEAD < targets.length) reads.push(load(i + READ_AHEAD));
+      if (needs[i] && !content) {
+        missing++;
+        continue;
       }
       const meta = current?.get(t.meta.uid) ?? t.meta;
-      s.write(fetchResponse(s, t.seq, meta, a.items, content, seenNow.has(t.meta.uid)));
+      s.write(fetchResponse(s, t.seq, meta, a.items, content, cached[i], seenNow.has(t.meta.uid)));
     }
     // RFC 2180 §4.1.2: messages expunged elsewhere are left out, with a NO
     if (missing > 0) throw no("Some of the requested messages no longer exist", "EXPUNGEISSUED");
@@ -200,12 +201,31 @@ export default command<FetchArgs>({
   },
 });
 
+/** Header-only sections of the message itself can be cut from the cached header block. */
+function headerOnly(item: Item): boolean {
+  return (
+    item.k === "section" &&
+    item.spec.path.length === 0 &&
+    (item.spec.specifier === "HEADER" || item.spec.specifier.startsWith("HEADER.FIELDS"))
+  );
+}
+
+function needsContent(items: Item[], cached: CachedMessage | undefined): boolean {
+  for (const item of items) {
+    if (item.k === "simple") continue;
+    if (!cached) return true;
+    if (item.k === "section" && !headerOnly(item)) return true;
+  }
+  return false;
+}
+
 function fetchResponse(
   s: Session,
   seq: number,
   meta: MessageMeta,
   items: Item[],
   content: Buffer | null,
+  cachedEntry: CachedMessage | undefined,
   flagsChanged: boolean,
 ): Buffer {
   const values: Value[] = [];
@@ -214,6 +234,12 @@ function fetchResponse(
     mime ??= parseMime(content!);
     return mime;
   };
+  let entry = cachedEntry;
+  const cached = (): CachedMessage => {
+    entry ??= messageCache.fill(cacheKey(s.user!.user, meta), content!, root());
+    return entry;
+  };
+  let headerRoot: MimePart | undefined;
   let sentFlags = false;
   for (const item of items) {
     switch (item.k) {
@@ -228,16 +254,22 @@ function fetchResponse(
         else values.push({ atom: "MODSEQ" }, [meta.modseq]);
         break;
       case "envelope":
-        values.push({ atom: "ENVELOPE" }, envelope(root()));
+        values.push({ atom: "ENVELOPE" }, { raw: cached().envelope });
         break;
       case "structure":
         values.push(
           { atom: item.extended ? "BODYSTRUCTURE" : "BODY" },
-          bodyStructure(content!, root(), item.extended),
+          { raw: item.extended ? cached().bodyStructure : cached().body },
         );
         break;
       case "section": {
-        const bytes = applyPartial(sectionBytes(content!, item.spec, root()), item.partial);
+        let whole: Buffer;
+        if (!content && headerOnly(item)) {
+          const header = cached().header;
+          headerRoot ??= parseMime(header);
+          whole = sectionBytes(header, item.spec, headerRoot);
+        } else whole = sectionBytes(content!, item.spec, root());
+        const bytes = applyPartial(whole, item.partial);
         const label = item.partial ? `${item.label}<${item.partial.start}>` : item.label;
         values.push({ atom: label }, { literal: bytes });
         break;

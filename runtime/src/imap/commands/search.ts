@@ -4,8 +4,9 @@
  */
 import { StoreError } from "../../store/types.js";
 import { no } from "../errors.js";
+import { cacheKey, messageCache } from "../mime/cache.js";
 import { makeMatcher, type SearchTarget } from "../search/evaluate.js";
-import { BadCharsetError, needsContent, SearchParser, usesModseq } from "../search/keys.js";
+import { BadCharsetError, needsBody, needsContent, SearchParser, usesModseq } from "../search/keys.js";
 import { ArgumentError, nodeText } from "../wire/args.js";
 import type { Node } from "../wire/parser.js";
 import { formatSequenceSet } from "../wire/sequence.js";
@@ -52,7 +53,9 @@ export default command({
     const recent = mb.recent();
     const maxUid = messages.length ? messages[messages.length - 1]!.uid : 0;
     const match = makeMatcher(a.key);
+    const user = s.user!.user;
     const content = needsContent(a.key);
+    const body = needsBody(a.key);
     const hits: Array<{ seq: number; uid: number; modseq: number }> = [];
     const targets: SearchTarget[] = messages.map((meta, i) => ({
       seq: i + 1,
@@ -66,8 +69,14 @@ export default command({
       if (content) {
         await Promise.all(
           batch.map(async (t) => {
+            const hit = body ? undefined : messageCache.get(cacheKey(user, t.meta));
+            if (hit) {
+              t.content = hit.header;
+              return;
+            }
             try {
               t.content = await mb.read(t.meta.uid);
+              messageCache.fill(cacheKey(user, t.meta), t.content);
             } catch (err) {
               if (!(err instanceof StoreError && err.code === "EXPUNGED")) throw err;
             }

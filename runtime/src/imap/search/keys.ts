@@ -230,3 +230,20 @@ export function usesModseq(key: SearchKey): boolean {
       return false;
   }
 }
+
+/** BODY and TEXT need the body; every other content key is answered from the header block. */
+export function needsBody(key: SearchKey): boolean {
+  switch (key.k) {
+    case "body":
+    case "text":
+      return true;
+    case "not":
+      return needsBody(key.key);
+    case "or":
+      return needsBody(key.a) || needsBody(key.b);
+    case "and":
+      return key.keys.some(needsBody);
+    default:
+      return false;
+  }
+}

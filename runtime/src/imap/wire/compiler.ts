@@ -14,6 +14,8 @@ export type Value =
   | { literal: Buffer }
   /** Values written back to back: RFC 3501's 1*body and 1*address have no SP between items. */
   | { concat: Value[] }
+  /** Already compiled wire bytes (from the message cache). */
+  | { raw: Buffer }
   | Value[];
 
 export const NIL = null;
@@ -80,6 +82,8 @@ function write(out: Out, v: Value): void {
       write(out, item);
     });
     out.str(")");
+  } else if ("raw" in v) {
+    out.buf(v.raw);
   } else if ("concat" in v) {
     for (const item of v.concat) write(out, item);
   } else if ("atom" in v) {
