@@ -295,7 +295,10 @@ describe("README config reference", () => {
   });
 
   it("lists every secret key", () => {
-    const missing = Object.keys(SECRET_KEYS).filter((k) => !section.includes(`| \`${k}\` |`));
+    // a table row whose first cell is the key (the formatter pads the cells)
+    const missing = Object.keys(SECRET_KEYS).filter(
+      (k) => !new RegExp(`^\\|\\s*\`${k}\`\\s*\\|`, "m").test(section),
+    );
     expect(missing).toEqual([]);
   });
 });

@@ -8,4 +8,4 @@ npx biome check .
 npm run typecheck
 npm run build
 npx vitest run --project deployer --project runtime
-npx vitest run --project lab --passWithNoTests
+npx vitest run --project lab
