@@ -16,5 +16,7 @@ const infra = new MailInfrastructure("mailinfra", {
 
 /** MX, submission, IMAP/POP3 on the store VIP, webmail, LDAP URIs. */
 export const endpoints = infra.endpoints;
+/** Per host: the runtime services it runs, and its roles' services not in this runtime build yet. */
+export const services = infra.services;
 /** The DNS records to publish: MX of equal preference, round-robin A records. */
 export const dnsZone = infra.dnsZone;

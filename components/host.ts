@@ -30,8 +30,37 @@ export const ROLE_PACKAGES: Record<Role, readonly string[]> = {
 };
 export const BASE_PACKAGES = ["openssl", "ca-certificates"] as const;
 
-/** The lowest Node.js major the runtime bundle runs on. */
-export const NODE_MAJOR = 20;
+/**
+ * The lowest Node.js the runtime bundle runs on, from `engines.node` of
+ * runtime/package.json, else of the root package.json (the form `>=X[.Y[.Z]]`).
+ */
+export function minimumNode(
+  read: (path: string) => string = (p) => readFileSync(new URL(p, import.meta.url), "utf8"),
+): { version: string; from: string } {
+  for (const file of ["../runtime/package.json", "../package.json"]) {
+    const engines = (JSON.parse(read(file)) as { engines?: { node?: unknown } }).engines;
+    if (engines?.node === undefined) continue;
+    const m = /^\s*>=\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?\s*$/.exec(String(engines.node));
+    if (!m)
+      throw new Error(
+        `${file.slice(3)}: engines.node ${JSON.stringify(engines.node)}: expected the form ">=X.Y.Z"`,
+      );
+    return { version: `${m[1]}.${m[2] ?? 0}.${m[3] ?? 0}`, from: file.slice(3) };
+  }
+  throw new Error("neither runtime/package.json nor package.json has engines.node");
+}
+
+/** Shell lines failing with a clear message unless `node` at `nodePath` is at least `min` (X.Y.Z). */
+export function nodeCheckLines(nodePath: string, min: { version: string; from: string }): string {
+  const [a, b, c] = min.version.split(".").map(Number) as [number, number, number];
+  const test = `const [a,b,c]=process.versions.node.split(".").map(Number);process.exit(a!==${a}?(a>${a}?0:1):b!==${b}?(b>${b}?0:1):c>=${c}?0:1)`;
+  return [
+    `node=${shq(nodePath)}`,
+    `[ -x "$node" ] || fail "Node.js >= ${min.version} (${min.from} engines.node) is needed at $node (runtime.nodePath): not found"`,
+    `"$node" -e ${shq(test)} ||`,
+    `  fail "Node.js >= ${min.version} (${min.from} engines.node) is needed at $node (runtime.nodePath), found $("$node" --version)"`,
+  ].join("\n");
+}
 
 export function packagesFor(roles: readonly Role[]): string[] {
   return [...new Set([...BASE_PACKAGES, ...roles.flatMap((r) => ROLE_PACKAGES[r])])].sort();
@@ -51,6 +80,8 @@ export interface HostArgs {
   nodePath: string;
   /** The runtime bundle on this machine; omitted for hosts that run no runtime service. */
   bundlePath?: string;
+  /** The lowest Node.js the bundle runs on; defaults to minimumNode() (package.json engines). */
+  minimumNode?: { version: string; from: string };
 }
 
 /** The base script: packages, Node.js, user, directories. Pure, so tests read it. */
@@ -69,13 +100,7 @@ export function baseScript(args: Omit<HostArgs, "connection" | "bundlePath">, wi
     "  apt-get update -q || fail 'apt-get update failed: no package mirror? install these packages by hand:'\"$missing\"",
     "  apt-get install -y -q --no-install-recommends $missing",
     "fi",
-    withRuntime &&
-      [
-        `node=${shq(args.nodePath)}`,
-        `[ -x "$node" ] || fail "Node.js >= ${NODE_MAJOR} is needed at $node (runtime.nodePath)"`,
-        `"$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= ${NODE_MAJOR} ? 0 : 1)' ||`,
-        `  fail "Node.js >= ${NODE_MAJOR} is needed at $node, found $("$node" --version)"`,
-      ].join("\n"),
+    withRuntime && nodeCheckLines(args.nodePath, args.minimumNode ?? minimumNode()),
     `getent group ${u.name} >/dev/null || groupadd --system -g ${u.uid} ${u.name}`,
     `id -u ${u.name} >/dev/null 2>&1 || useradd --system -u ${u.uid} -g ${u.name} -d /var/lib/${u.name} -s /usr/sbin/nologin ${u.name}`,
     `[ "$(id -u ${u.name})" = ${u.uid} ] || fail "user ${u.name} has uid $(id -u ${u.name}), expected ${u.uid} (runtime.uid): the store pair must share it"`,

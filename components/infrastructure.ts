@@ -34,19 +34,22 @@ import {
   heartbeatManaged,
   LDAP_BIND_PASSWORD_FILE,
   MAPS_DIR,
+  notInBuildOf,
   PORTS,
+  roleServicesOf,
   runtimeYamlParams,
   SERVICE_NAMES,
   STATS_DATABASE_URL_FILE,
   serviceAccountOf,
   serviceAccounts,
   servicesOf,
+  storePairTlsNames,
   tlsNamesFor,
   unitParams,
 } from "./runtime-values.js";
 import { SanVolume } from "./san.js";
 import { StatsDatabase, statsDatabaseUrl } from "./stats.js";
-import { Tls } from "./tls.js";
+import { SharedTls, Tls } from "./tls.js";
 
 function hostsWith(cfg: StackConfig, role: Role): HostConfig[] {
   return cfg.hosts.filter((h) => h.roles.includes(role));
@@ -112,8 +115,18 @@ export function dnsZoneOf(cfg: StackConfig): string {
   });
 }
 
+/** Per host: the runtime services it runs, and its roles' services this runtime build does not have yet. */
+export type HostServices = Record<string, { runs: string[]; notInThisBuild: string[] }>;
+
+export function hostServicesOf(cfg: StackConfig): HostServices {
+  const out: HostServices = {};
+  for (const h of cfg.hosts) out[h.name] = { runs: servicesOf(cfg, h), notInThisBuild: notInBuildOf(cfg, h) };
+  return out;
+}
+
 export class MailInfrastructure extends pulumi.ComponentResource {
   readonly endpoints: Endpoints;
+  readonly services: HostServices;
   readonly dnsZone: string;
   readonly hosts: Record<string, Host> = {};
 
@@ -192,23 +205,71 @@ export class MailInfrastructure extends pulumi.ComponentResource {
       o,
     );
 
+    // The statistics database (PostgreSQL on the test host) belongs to the role,
+    // whether or not this runtime build has the stats service yet.
+    const statsDbs: Record<string, StatsDatabase> = {};
+    const db = cfg.stats.database;
+    const statsPw = cfg.secrets.statsDatabasePassword;
+    if (statsPw && ["127.0.0.1", "localhost", "::1"].includes(db.host))
+      for (const h of cfg.hosts.filter((x) => roleServicesOf(cfg, x).includes("stats")))
+        statsDbs[h.name] = new StatsDatabase(
+          `${h.name}-statsdb`,
+          {
+            connection: conn[h.name]!,
+            name: db.name,
+            user: db.user,
+            port: db.port,
+            password: statsPw,
+            dependsOn: host(h).ready,
+          },
+          o,
+        );
+
+    // The store pair behind the VIP serves ONE self-signed certificate (when none
+    // is given): generated on the preferred node, the same pair on the other, so
+    // clients see the same certificate after a failover.
+    let sharedTls: SharedTls | undefined;
+    if (cfg.ha.enabled && !cfg.secrets.tls && cfg.stores.length === 2) {
+      const names = storePairTlsNames(cfg);
+      sharedTls = new SharedTls(
+        "store-tls",
+        {
+          nodes: storesInOrder.map((s) => ({
+            name: s.name,
+            connection: conn[s.name]!,
+            dependsOn: host(s).ready,
+          })),
+          owner: cfg.runtime.user,
+          dnsNames: names.dns,
+          ipAddresses: names.ips,
+        },
+        o,
+      );
+    }
+
     // Runtime per host with services: TLS, files, units.
     const runtimes: Record<string, MailRuntime> = {};
     const makeRuntime = (h: HostConfig, after: pulumi.Input<pulumi.Resource>[]) => {
       const services = servicesOf(cfg, h);
       const names = tlsNamesFor(cfg, h);
-      const tls = new Tls(
-        `${h.name}-tls`,
-        {
-          connection: conn[h.name]!,
-          owner: cfg.runtime.user,
-          dnsNames: names.dns,
-          ipAddresses: names.ips,
-          ...(cfg.secrets.tls ? { given: cfg.secrets.tls } : {}),
-          dependsOn: host(h).ready,
-        },
-        o,
-      );
+      const shared = sharedTls?.fingerprints[h.name];
+      const tls = shared
+        ? { resource: sharedTls as pulumi.Resource, fingerprint: shared }
+        : (() => {
+            const t = new Tls(
+              `${h.name}-tls`,
+              {
+                connection: conn[h.name]!,
+                owner: cfg.runtime.user,
+                dnsNames: names.dns,
+                ipAddresses: names.ips,
+                ...(cfg.secrets.tls ? { given: cfg.secrets.tls } : {}),
+                dependsOn: host(h).ready,
+              },
+              o,
+            );
+            return { resource: t as pulumi.Resource, fingerprint: t.fingerprint };
+          })();
       const account = serviceAccountOf(h);
       const bindDn = serviceDn(cfg.ldap.baseDn, account);
       const yaml = renderRuntimeYaml(runtimeYamlParams(cfg, h, ldap.uris, bindDn));
@@ -230,7 +291,7 @@ export class MailInfrastructure extends pulumi.ComponentResource {
             secret: false,
             content: text,
           });
-      const deps: pulumi.Input<pulumi.Resource>[] = [...host(h).ready, tls, ...ldap.ready, ...after];
+      const deps: pulumi.Input<pulumi.Resource>[] = [...host(h).ready, tls.resource, ...ldap.ready, ...after];
       if (services.includes("stats") && cfg.secrets.statsDatabasePassword) {
         const db = cfg.stats.database;
         const pw = cfg.secrets.statsDatabasePassword;
@@ -241,22 +302,9 @@ export class MailInfrastructure extends pulumi.ComponentResource {
           secret: true,
           content: pulumi.output(pw).apply((p) => statsDatabaseUrl(db.host, db.port, db.name, db.user, p)),
         });
-        if (["127.0.0.1", "localhost", "::1"].includes(db.host))
-          deps.push(
-            new StatsDatabase(
-              `${h.name}-statsdb`,
-              {
-                connection: conn[h.name]!,
-                name: db.name,
-                user: db.user,
-                port: db.port,
-                password: pw,
-                dependsOn: host(h).ready,
-              },
-              o,
-            ),
-          );
       }
+      const statsDb = statsDbs[h.name];
+      if (statsDb) deps.push(statsDb);
       const units = services.map((service) => ({
         service,
         text: renderSystemdUnit(unitParams(cfg, h, service)),
@@ -349,6 +397,10 @@ export class MailInfrastructure extends pulumi.ComponentResource {
     const allUris = [cfg.ldapProvider, ...cfg.ldapReplicas].map((h) => ldap.uris[h.name]!);
     this.endpoints = endpointsOf(cfg, allUris);
     this.dnsZone = dnsZoneOf(cfg);
-    this.registerOutputs({ endpoints: this.endpoints, dnsZone: this.dnsZone });
+    this.services = hostServicesOf(cfg);
+    const missing = [...new Set(Object.values(this.services).flatMap((x) => x.notInThisBuild))];
+    if (missing.length > 0)
+      pulumi.log.info(`not in this runtime build (not installed, not started): ${missing.join(", ")}`, this);
+    this.registerOutputs({ endpoints: this.endpoints, dnsZone: this.dnsZone, services: this.services });
   }
 }

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
+import { SERVICES } from "../runtime/src/cli/services.js";
 import { stackSettings } from "../test/deployer/harness.js";
 import { deriveConfig, parseStackSettings, type StackConfig, type StackSecrets } from "./config.js";
-import { renderRuntimeYaml } from "./render/index.js";
+import { RUNTIME_SERVICES, renderRuntimeYaml } from "./render/index.js";
 import {
+  BUILT_SERVICES,
   heartbeatManaged,
   ldapUrisFor,
+  notInBuildOf,
   runtimeYamlParams,
   serviceAccounts,
   servicesOf,
@@ -38,13 +41,16 @@ describe("runtime values per host", () => {
     const store = runtimeYamlParams(lab, host(lab, "store2"), uris, "cn=store,ou=services,dc=lab,dc=example");
     expect(store.store?.root).toBe("/srv/mail");
     expect(store.smtp).toBeUndefined();
+    // Rendered as it will be once the runtime has webmail (every service built).
     const web = runtimeYamlParams(
       lab,
       host(lab, "webmail1"),
       uris,
       "cn=webmail,ou=services,dc=lab,dc=example",
+      new Set(RUNTIME_SERVICES),
     );
     expect(web.webmail).toEqual({ listen: ["0.0.0.0:80"], imapHost: "198.18.0.20", imapPort: 143 });
+    expect(web.metrics).toEqual({ services: { webmail: "0.0.0.0:9180" } });
   });
 
   it("renders a runtime.yaml the runtime's schema accepts for every host of every stack", () => {
@@ -83,6 +89,48 @@ describe("runtime values per host", () => {
     const staging = stack("staging");
     expect(heartbeatManaged(staging, staging.hosts[0]!, "imap")).toBe(false);
     expect(unitParams(staging, staging.hosts[0]!, "imap").enableAtBoot).toBe(true);
+  });
+
+  it("runs only the role services this runtime build has; lists the others", () => {
+    // The runtime's own `serve` table decides (runtime/src/cli/services.ts).
+    const built = new Set(Object.keys(SERVICES));
+    expect([...BUILT_SERVICES].sort()).toEqual([...built].sort());
+    for (const h of lab.hosts) {
+      const all = [...servicesOf(lab, h), ...notInBuildOf(lab, h)].sort();
+      expect(
+        servicesOf(lab, h).every((s) => built.has(s)),
+        h.name,
+      ).toBe(true);
+      expect(
+        notInBuildOf(lab, h).some((s) => built.has(s)),
+        h.name,
+      ).toBe(false);
+      expect(all, h.name).toEqual(servicesOf(lab, h, new Set(RUNTIME_SERVICES)).sort());
+    }
+    // With a build that has everything, each role gets all of its services.
+    expect(servicesOf(lab, host(lab, "store1"), new Set(RUNTIME_SERVICES))).toEqual([
+      "lmtp",
+      "imap",
+      "pop3",
+      "managesieve",
+    ]);
+    expect(servicesOf(lab, host(lab, "store1"), new Set(["imap", "lmtp"] as const))).toEqual([
+      "lmtp",
+      "imap",
+    ]);
+  });
+
+  it("gives each service its own metrics port, and store and SMTP services a larger libuv pool", () => {
+    const store = runtimeYamlParams(lab, host(lab, "store1"), uris, "cn=store,ou=services,dc=lab,dc=example");
+    const ports = Object.values(store.metrics?.services ?? {});
+    expect(Object.keys(store.metrics?.services ?? {}).sort()).toEqual(
+      servicesOf(lab, host(lab, "store1")).sort(),
+    );
+    expect(new Set(ports).size).toBe(ports.length);
+    expect(unitParams(lab, host(lab, "store1"), "imap").environment).toEqual({ UV_THREADPOOL_SIZE: "64" });
+    expect(unitParams(lab, host(lab, "store1"), "lmtp").environment).toEqual({ UV_THREADPOOL_SIZE: "64" });
+    expect(unitParams(lab, host(lab, "store1"), "pop3").environment).toEqual({ UV_THREADPOOL_SIZE: "64" });
+    expect(unitParams(lab, host(lab, "mx1"), "smtp").environment).toEqual({ UV_THREADPOOL_SIZE: "32" });
   });
 
   it("names one read-only service account per role that runs services", () => {

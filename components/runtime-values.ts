@@ -4,6 +4,7 @@
  * units' parameters, the LDAP URIs in the order its role prefers, and the TLS
  * names. Pure functions; MailInfrastructure renders and installs the results.
  */
+import { SERVICES } from "../runtime/src/cli/services.js";
 import type { HostConfig, Role, StackConfig } from "./config.js";
 import type { RuntimeService, RuntimeYamlParams, SystemdUnitParams } from "./render/index.js";
 import { HEARTBEAT_SERVICES } from "./render/index.js";
@@ -31,6 +32,34 @@ export const PORTS = {
   managesieve: 4190,
 } as const;
 
+/**
+ * Each service's Prometheus `/metrics` and `/healthz` port (runtime.yaml
+ * `metrics.services`): one runtime.yaml serves several services on a host (the
+ * store's lmtp, imap, pop3), so each needs its own.
+ */
+export const METRICS_PORTS: Record<RuntimeService, number> = {
+  smtp: 9125,
+  lmtp: 9124,
+  imap: 9143,
+  pop3: 9110,
+  managesieve: 9190,
+  webmail: 9180,
+  "imap-cache": 9144,
+  stats: 9181,
+};
+
+/**
+ * libuv's thread pool per service (fs and DNS calls run there; the default of 4
+ * stalls fsync-heavy delivery): the store's services 64, SMTP 32, as the
+ * runtime's benchmarks were run with.
+ */
+export const UV_THREADPOOL_SIZE: Partial<Record<RuntimeService, number>> = {
+  lmtp: 64,
+  imap: 64,
+  pop3: 64,
+  smtp: 32,
+};
+
 export const RUNTIME_CONFIG_PATH = "/etc/mailinfra/runtime.yaml";
 export const LDAP_BIND_PASSWORD_FILE = "/etc/mailinfra/secrets/ldap-bind";
 export const STATS_DATABASE_URL_FILE = "/etc/mailinfra/secrets/stats-database-url";
@@ -44,21 +73,41 @@ export function fqdnOf(cfg: StackConfig, host: HostConfig): string {
   return host.fqdn ?? `${host.name}.${cfg.zone}`;
 }
 
-/** The services a host runs, in a stable order, without duplicates (smtp for mx+relay once). */
-export function servicesOf(cfg: StackConfig, host: HostConfig): RuntimeService[] {
+/**
+ * The services the runtime bundle of this checkout has: the keys of its own
+ * `mailinfra serve` table (runtime/src/cli/services.ts), so the two cannot
+ * drift. A role's service that is not there yet (webmail, stats, managesieve
+ * arrive with later issues) is neither installed nor started nor handed to
+ * Heartbeat; the `services` stack output lists it as not in this build.
+ */
+export const BUILT_SERVICES: ReadonlySet<RuntimeService> = new Set(Object.keys(SERVICES) as RuntimeService[]);
+
+const SERVICE_ORDER: readonly RuntimeService[] = [
+  "smtp",
+  "lmtp",
+  "imap",
+  "pop3",
+  "managesieve",
+  "webmail",
+  "imap-cache",
+  "stats",
+];
+
+/** The services a host's roles call for, in a stable order, without duplicates (smtp for mx+relay once). */
+export function roleServicesOf(cfg: StackConfig, host: HostConfig): RuntimeService[] {
   const wanted = new Set(host.roles.flatMap((r) => ROLE_SERVICES[r]));
   if (!cfg.statsEnabled) wanted.delete("stats");
-  const order: RuntimeService[] = [
-    "smtp",
-    "lmtp",
-    "imap",
-    "pop3",
-    "managesieve",
-    "webmail",
-    "imap-cache",
-    "stats",
-  ];
-  return order.filter((s) => wanted.has(s));
+  return SERVICE_ORDER.filter((s) => wanted.has(s));
+}
+
+/** The services a host runs: its roles' services that this runtime build has. */
+export function servicesOf(cfg: StackConfig, host: HostConfig, built = BUILT_SERVICES): RuntimeService[] {
+  return roleServicesOf(cfg, host).filter((s) => built.has(s));
+}
+
+/** Its roles' services this runtime build does not have yet. */
+export function notInBuildOf(cfg: StackConfig, host: HostConfig, built = BUILT_SERVICES): RuntimeService[] {
+  return roleServicesOf(cfg, host).filter((s) => !built.has(s));
 }
 
 /** Services Heartbeat runs on the active store node (not enabled at boot). */
@@ -79,7 +128,9 @@ export function serviceAccountOf(host: HostConfig): string {
 
 /** Every service account the directory needs. */
 export function serviceAccounts(cfg: StackConfig): string[] {
-  return [...new Set(cfg.hosts.filter((h) => servicesOf(cfg, h).length > 0).map(serviceAccountOf))].sort();
+  return [
+    ...new Set(cfg.hosts.filter((h) => roleServicesOf(cfg, h).length > 0).map(serviceAccountOf)),
+  ].sort();
 }
 
 /**
@@ -112,6 +163,21 @@ export function tlsNamesFor(cfg: StackConfig, host: HostConfig): { dns: string[]
   return { dns: [...new Set(dns)], ips };
 }
 
+/**
+ * The store pair's one certificate: the VIP's service names first (CN imap.<zone>),
+ * then both nodes' names; the VIP and both addresses.
+ */
+export function storePairTlsNames(cfg: StackConfig): { dns: string[]; ips: string[] } {
+  const z = cfg.zone;
+  const dns = [`${SERVICE_NAMES.imap}.${z}`, `${SERVICE_NAMES.pop}.${z}`];
+  const ips = cfg.ha.vip === undefined ? [] : [cfg.ha.vip];
+  for (const s of cfg.stores) {
+    dns.push(fqdnOf(cfg, s), s.name);
+    ips.push(s.address);
+  }
+  return { dns: [...new Set(dns)], ips: [...new Set(ips)] };
+}
+
 /** Networks the relays trust on port 25: smtp.trustedNetworks, else every host's address. */
 export function trustedNetworks(cfg: StackConfig): string[] {
   return cfg.smtp.trustedNetworks ?? ["127.0.0.0/8", ...cfg.hosts.map((h) => `${h.address}/32`)];
@@ -135,14 +201,17 @@ export function runtimeYamlParams(
   host: HostConfig,
   ldapUris: Record<string, string>,
   bindDn: string,
+  /** The services the runtime build has (a section only for a service that runs). */
+  built: ReadonlySet<RuntimeService> = BUILT_SERVICES,
 ): RuntimeYamlParams {
-  const services = servicesOf(cfg, host);
+  const services = servicesOf(cfg, host, built);
   const has = (s: RuntimeService) => services.includes(s);
   const isMx = host.roles.includes("mx");
   const isRelay = host.roles.includes("relay");
   const params: RuntimeYamlParams = {
     host: { name: host.name, roles: [...host.roles] },
     log: { level: cfg.runtime.logLevel },
+    metrics: { services: Object.fromEntries(services.map((s) => [s, any(METRICS_PORTS[s])])) },
     tls: { certFile: TLS_CERT, keyFile: TLS_KEY },
     ldap: {
       uris: ldapUrisFor(cfg, host, ldapUris),
@@ -219,6 +288,8 @@ export function unitParams(cfg: StackConfig, host: HostConfig, service: RuntimeS
     readWritePaths: writes,
     enableAtBoot: !managed,
   };
+  const threads = UV_THREADPOOL_SIZE[service];
+  if (threads !== undefined) p.environment = { UV_THREADPOOL_SIZE: String(threads) };
   if (managed || (host.roles.includes("store") && writes.includes(cfg.san.mountpoint)))
     p.requireMountPoint = cfg.san.mountpoint;
   return p;

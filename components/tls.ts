@@ -65,6 +65,34 @@ export function selfSignedScript(owner: string, dnsNames: readonly string[], ips
   );
 }
 
+/**
+ * The pair generator's script: the self-signed pair as selfSignedScript makes it,
+ * then the certificate and the key on stdout (a secret output) for the other nodes.
+ */
+export function sharedSelfSignedScript(
+  owner: string,
+  dnsNames: readonly string[],
+  ips: readonly string[],
+): string {
+  const base = selfSignedScript(owner, dnsNames, ips).split("\n");
+  // Drop the fingerprint line: the PEM pair is the output.
+  return [...base.slice(0, -1), `cat ${TLS_CERT} ${TLS_KEY}`].join("\n");
+}
+
+/** Splits the PEM pair given on stdin into the staging area, then installs it as givenScript does. */
+export function sharedInstallScript(owner: string): string {
+  return script(
+    "umask 077",
+    `pair=${STAGE_DIR}/tls-pair.pem`,
+    'cat > "$pair"',
+    `sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' "$pair" > ${STAGE_DIR}/tls-cert.pem`,
+    `sed -n '/-BEGIN [A-Z ]*PRIVATE KEY-/,/-END [A-Z ]*PRIVATE KEY-/p' "$pair" > ${STAGE_DIR}/tls-key.pem`,
+    'rm -f "$pair"',
+    `[ -s ${STAGE_DIR}/tls-cert.pem ] && [ -s ${STAGE_DIR}/tls-key.pem ] || { echo "mailinfra: no certificate and key came from the pair's first node" >&2; exit 1; }`,
+    givenScript(owner).replace(/^set -eu\n/, ""),
+  );
+}
+
 /** Installs the staged given pair (0600, owner) and checks that key and certificate match. */
 export function givenScript(owner: string): string {
   return script(
@@ -122,5 +150,73 @@ export class Tls extends pulumi.ComponentResource {
     }
     this.fingerprint = this.step.stdout;
     this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}
+
+export interface SharedTlsNode {
+  name: string;
+  connection: pulumi.Input<Connection>;
+  dependsOn: pulumi.Input<pulumi.Resource>[];
+}
+
+export interface SharedTlsArgs {
+  /** The first node generates the pair; the others receive the same certificate and key. */
+  nodes: readonly SharedTlsNode[];
+  owner: string;
+  /** DNS names; the first (the VIP's service name) is the subject's CN. */
+  dnsNames: readonly string[];
+  ipAddresses: readonly string[];
+}
+
+/**
+ * `SharedTls`: ONE self-signed certificate for nodes that serve the same name
+ * (the store pair behind the VIP), so clients see the same certificate after a
+ * failover. Generated once, on the first node (only when missing or when its
+ * names change); its PEM pair is a secret output that reaches the other nodes
+ * on stdin, never on a command line.
+ */
+export class SharedTls extends pulumi.ComponentResource {
+  /** Per node: a value that changes when that node's certificate does. */
+  readonly fingerprints: Record<string, pulumi.Output<string>> = {};
+  readonly generate: remote.Command;
+  readonly installs: remote.Command[] = [];
+
+  constructor(name: string, args: SharedTlsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("mailinfra:tls:SharedTls", name, {}, opts);
+    const [first, ...rest] = args.nodes;
+    if (!first || rest.length === 0)
+      throw new pulumi.ResourceError("a shared certificate needs 2+ nodes", this);
+    if (args.dnsNames.length === 0) throw new pulumi.ResourceError("at least one DNS name is needed", this);
+    const cleanup = script(`rm -rf ${TLS_DIR}`);
+    const create = sharedSelfSignedScript(args.owner, args.dnsNames, args.ipAddresses);
+    this.generate = hostCommand(
+      `${name}-${first.name}-selfsigned`,
+      { connection: first.connection, create, delete: cleanup, triggers: [sha256(create)] },
+      {
+        parent: this,
+        dependsOn: first.dependsOn,
+        customTimeouts: STEP_TIMEOUTS,
+        additionalSecretOutputs: ["stdout"],
+      },
+    );
+    const pair = pulumi.secret(this.generate.stdout);
+    const certHash = pair.apply((p) => sha256(p.slice(0, p.indexOf("-----END CERTIFICATE-----"))));
+    this.fingerprints[first.name] = certHash;
+    for (const node of rest) {
+      const install = hostCommand(
+        `${name}-${node.name}-install`,
+        {
+          connection: node.connection,
+          create: sharedInstallScript(args.owner),
+          delete: cleanup,
+          stdin: pair,
+          triggers: [certHash, sha256(sharedInstallScript(args.owner))],
+        },
+        { parent: this, dependsOn: [this.generate, ...node.dependsOn], customTimeouts: STEP_TIMEOUTS },
+      );
+      this.installs.push(install);
+      this.fingerprints[node.name] = install.stdout;
+    }
+    this.registerOutputs({});
   }
 }

@@ -12,6 +12,7 @@ const USAGE = `usage: lab <command>
   kill <host>        power cut: SIGKILL to the host's PID 1
   start <host>       boot a host again after a power cut
   apply              apply the lab stack (index.ts) to the running hosts
+                     (--no-build: keep the runtime bundle already built)
   deploy             up if needed, apply, then print how to reach the system`;
 
 const log = (m: string) => console.log(`lab: ${m}`);

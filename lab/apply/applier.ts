@@ -49,6 +49,8 @@ export interface ApplyReport {
   skipped: StepRecord[];
   /** Errors not tied to one resource (the program threw, bad config …). */
   programErrors: string[];
+  /** The stack's outputs once they resolved (secret values redacted); absent when they never did. */
+  outputs?: Record<string, unknown>;
   steps: StepRecord[];
 }
 
@@ -82,6 +84,8 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
     if (v) redactor.add(v);
   }
   const steps = new Map<string, StepRecord>();
+  /** Outputs each resource asks the engine to keep secret (its additionalSecretOutputs option). */
+  const secretOutputs = new Map<string, string[]>();
   const thrown = new Set<unknown>();
   const programErrors: string[] = [];
   const hostLimits = new Map<string, Semaphore>();
@@ -145,10 +149,19 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
           if (args.type === COMMAND) {
             const out = await runCommand(inputs as never);
             // The provider makes stdout/stderr secret when an input that feeds the command is.
+            // So does the engine for the outputs a resource names in additionalSecretOutputs.
             const secret = containsSecret(args.inputs.environment) || containsSecret(args.inputs.stdin);
-            const wrap = (s: string) => (secret ? wrapSecret(s) : s);
+            const marked = secretOutputs.get(key(args.type, args.name)) ?? [];
+            const wrap = (field: string, s: string) => (secret || marked.includes(field) ? wrapSecret(s) : s);
             step.state = "done";
-            return { id, state: { ...args.inputs, stdout: wrap(out.stdout), stderr: wrap(out.stderr) } };
+            return {
+              id,
+              state: {
+                ...args.inputs,
+                stdout: wrap("stdout", out.stdout),
+                stderr: wrap("stderr", out.stderr),
+              },
+            };
           }
           await copyToRemote(inputs as never);
           step.state = "done";
@@ -183,6 +196,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
   // running, and nothing new happened for QUIET_MS. Without failures the SDK
   // drains first (disconnect).
   let programRan = false;
+  let outputs: Record<string, unknown> | undefined;
   const quiet = new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const running = [...steps.values()].some((s) => s.state === "running");
@@ -201,6 +215,8 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
         pulumi.runtime.registerStackTransformation((a) => {
           if (a.type === COMMAND || a.type === COPY) {
             const step = stepFor(a.type, a.name);
+            const marked = (a.opts as pulumi.CustomResourceOptions).additionalSecretOutputs;
+            if (marked?.length) secretOutputs.set(key(a.type, a.name), [...marked]);
             emit({ kind: "declared", step });
             // The host, for steps that never run: the connection usually resolves from config.
             pulumi.output(a.props.connection as pulumi.Input<{ host: string }>).apply((c) => {
@@ -215,6 +231,15 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
           // `export = async () => {...}` programs return their outputs; ES modules export them.
           const exported =
             typeof mod.default === "function" ? await (mod.default as () => unknown)() : { ...mod };
+          for (const [name, value] of Object.entries(exported as Record<string, unknown>)) {
+            const o = pulumi.output(value as pulumi.Input<string>) as pulumi.Output<unknown>;
+            o.apply(async (v) => {
+              outputs ??= {};
+              outputs[name] = (await pulumi.isSecret(o))
+                ? "[secret]"
+                : JSON.parse(redactor.scrub(JSON.stringify(v ?? null)));
+            });
+          }
           return exported as Record<string, unknown>;
         } finally {
           programRan = true;
@@ -245,6 +270,7 @@ export async function apply(opts: ApplyOptions): Promise<ApplyReport> {
     failed,
     skipped,
     programErrors,
+    ...(outputs === undefined ? {} : { outputs }),
     steps: all,
   };
   return report;

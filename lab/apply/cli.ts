@@ -17,6 +17,8 @@ export const REPORT_FILE = join(paths.state, "last-apply.json");
 export interface ApplyArgs {
   program: string;
   stackFile: string;
+  /** Skip `npm run build`: apply the bundle already built (a no-op re-apply of the same build). */
+  noBuild?: boolean;
 }
 
 export function parseApplyArgs(argv: string[]): ApplyArgs {
@@ -24,9 +26,13 @@ export function parseApplyArgs(argv: string[]): ApplyArgs {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
+    if (a === "--no-build") {
+      args.noBuild = true;
+      continue;
+    }
     if (a === "--program" && v) args.program = resolve(v);
     else if (a === "--stack-file" && v) args.stackFile = resolve(v);
-    else throw new Error(`unknown argument ${a} (expected --program FILE, --stack-file FILE)`);
+    else throw new Error(`unknown argument ${a} (expected --program FILE, --stack-file FILE, --no-build)`);
     i++;
   }
   return args;
@@ -44,7 +50,7 @@ export async function applyLab(args: ApplyArgs, log: (m: string) => void): Promi
     if (!(await isUp(h))) throw new Error(`${h} is not running: run \`lab up\` (or \`npm run lab\`) first`);
   }
   if (!existsSync(args.program)) throw new Error(`${args.program}: the program is not there`);
-  if (args.program === join(REPO_ROOT, "index.ts")) await buildRuntime(log);
+  if (args.program === join(REPO_ROOT, "index.ts") && !args.noBuild) await buildRuntime(log);
   const stack = await labStackConfig(args.stackFile, PROJECT);
   log(
     `applying ${args.program} (stack ${STACK}, ${existsSync(args.stackFile) ? args.stackFile : "no stack file"})`,
@@ -89,6 +95,20 @@ function howToReach(t: Topology): string {
   return lines.join("\n");
 }
 
+/** The program's `services` output: which role services this runtime build does not have. */
+export function notInThisBuild(report: ApplyReport): string | undefined {
+  const services = report.outputs?.services as
+    | Record<string, { runs?: string[]; notInThisBuild?: string[] }>
+    | undefined;
+  if (!services) return undefined;
+  const lines = Object.entries(services)
+    .filter(([, s]) => (s.notInThisBuild ?? []).length > 0)
+    .map(([h, s]) => `  ${h.padEnd(9)} ${s.notInThisBuild!.join(", ")}`);
+  return lines.length === 0
+    ? "every role service is in this runtime build"
+    : ["not in this runtime build (not installed, not started):", ...lines].join("\n");
+}
+
 export async function applyCli(
   cmd: "apply" | "deploy",
   argv: string[],
@@ -99,6 +119,8 @@ export async function applyCli(
   const t = loadTopology();
   const report = await applyLab(args, log);
   console.log(summary(report, hostNames(t)));
+  const missing = notInThisBuild(report);
+  if (missing) console.log(missing);
   if (cmd === "deploy" && report.ok) console.log(howToReach(t));
   // Non-zero before exit also keeps the SDK from reporting the failed steps'
   // never-settled dependents as leaked promises.

@@ -51,6 +51,36 @@ describe("stack lab", () => {
     await expectShellSyntax(run);
   });
 
+  it("gives the store pair ONE self-signed certificate, generated once and passed on stdin", () => {
+    const names = steps(run).map((r) => r.name);
+    // No per-node certificate on the stores; every other host still makes its own.
+    expect(names.filter((n) => /^store[12]-tls/.test(n))).toEqual([]);
+    expect(names.filter((n) => n.startsWith("store-tls-")).sort()).toEqual([
+      "store-tls-store1-selfsigned",
+      "store-tls-store2-install",
+    ]);
+    expect(names).toContain("mx1-tls-selfsigned");
+    const gen = step(run, "store-tls-store1-selfsigned");
+    const install = step(run, "store-tls-store2-install");
+    expect(hostOf(gen)).toBe("198.18.0.21");
+    expect(hostOf(install)).toBe("198.18.0.22");
+    // One name list for both nodes: the VIP's service names first, both nodes, the VIP.
+    expect(commandOf(gen)).toContain(
+      "want='DNS:imap.lab.example,DNS:pop.lab.example,DNS:store1.lab.example,DNS:store1,DNS:store2.lab.example,DNS:store2,IP:198.18.0.20,IP:198.18.0.21,IP:198.18.0.22'",
+    );
+    expect(commandOf(gen).split("openssl req").length).toBe(2);
+    expect(commandOf(install)).not.toContain("openssl req");
+    // The pair reaches store2 only as a secret on stdin, after it was generated.
+    expect(install.dependsOn).toContain("store-tls-store1-selfsigned");
+    expect(install.start).toBeGreaterThan(gen.end);
+    expect(JSON.stringify(install.inputs.stdin)).toContain("4dabf18193072939515e22adb298388d");
+    // Each store's runtime restarts when its copy of the certificate changes.
+    for (const n of ["store1", "store2"]) {
+      const rt = step(run, `${n}-runtime-install`);
+      expect(rt.dependsOn).toContain("store-tls");
+    }
+  });
+
   it("keeps secrets out of commands and plain inputs", () => {
     expectNoSecretInPlainInputs(run, config);
   });

@@ -4,6 +4,8 @@
  * /etc/mailinfra/runtime.yaml), `--help`. Commands: see commands.ts.
  * Exit codes: 0 ok, 1 failed (reason on stderr or in the log), 2 usage.
  */
+// First: fills in what Node 18 lacks before any other module loads.
+import "./compat.js";
 import { parseArgs } from "node:util";
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import { type CommandContext, type CommandIo, findCommand, usageText } from "./commands.js";

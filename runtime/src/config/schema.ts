@@ -172,6 +172,24 @@ const SmtpSection = z.object({
   authFailuresBeforeBlock: z.number().int().positive().default(10),
   /** How long a client IP's AUTH failures are remembered. */
   authFailureWindowSeconds: z.number().int().positive().default(900),
+  /**
+   * The pause before the 220 greeting on port 25 (Postfix postscreen's pregreet
+   * test, smtp/greeting.ts): a client that talks during it is recorded by the
+   * filter's `early-talker` check and refused (554 5.5.1). Submission and the
+   * relay's trusted networks are never paused.
+   */
+  greeting: z
+    .object({
+      /** postscreen_greet_wait (6 s; 0 turns the test off). */
+      pauseMs: z.number().int().nonnegative().default(6000),
+      /** postscreen_greet_banner: send "220-<host> ESMTP" before the pause, to tempt bad clients. */
+      partialBanner: z.boolean().default(true),
+      /** postscreen_greet_ttl: a client that passed is greeted at once for this long (1 day). */
+      passTtlSeconds: z.number().int().nonnegative().default(86_400),
+      /** postscreen_access_list = permit_mynetworks: these clients are greeted at once. */
+      exemptNetworks: z.array(z.string()).default(["127.0.0.0/8", "::1/128"]),
+    })
+    .prefault({}),
 });
 
 /** Section `queue` (queue/). */

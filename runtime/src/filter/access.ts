@@ -117,6 +117,13 @@ function check(
       return result(name, stage, "pass", { detail: `${a.kind.toUpperCase()} ${a.text} (${where})` });
     case "ignore":
       return result(name, stage, "pass", { detail: `IGNORE (${where})` });
+    case "replace":
+    case "strip":
+    case "redirect":
+    case "bcc":
+      return result(name, stage, "error", {
+        detail: `${a.kind.toUpperCase()} is not supported in access maps (${where})`,
+      });
     case "unsupported":
       return result(name, stage, "error", { detail: `${a.verb} is not supported (${where})` });
   }

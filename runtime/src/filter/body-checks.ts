@@ -21,7 +21,7 @@ export function bodyChecks(
   let part = -1;
   let seen = 0;
   const visitor: MimeVisitor = {
-    bodyLine(line, p) {
+    bodyLine(line, p, start, end) {
       if (findings.decided || !table) return;
       if (p !== part) {
         part = p;
@@ -33,7 +33,8 @@ export function bodyChecks(
         const piece = line.length > LINE_LENGTH_LIMIT ? line.slice(i, i + LINE_LENGTH_LIMIT) : line;
         const hit = table.lookup(piece);
         if (hit) {
-          findings.apply(hit, piece);
+          // A long line's pieces share the line's span: an edit applies to the whole line.
+          findings.apply(hit, piece, { kind: "body", start, end });
           if (findings.decided) return;
         }
       }

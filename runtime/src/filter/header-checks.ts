@@ -20,7 +20,7 @@ export function headerChecks(
       if (findings.decided || field.class === "mime") return;
       const t = field.class === "primary" ? table : nested;
       const hit = t?.lookup(field.text);
-      if (hit) findings.apply(hit, field.text);
+      if (hit) findings.apply(hit, field.text, { kind: "header", start: field.start, end: field.end });
     },
   };
   return { visitor, findings };

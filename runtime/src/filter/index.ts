@@ -37,6 +37,7 @@ import { dnsbl } from "./dnsbl.js";
 import { earlyTalker } from "./early-talker.js";
 import { headerChecks } from "./header-checks.js";
 import { helo } from "./helo.js";
+import { contentActionError } from "./map-action.js";
 import { loadRegexpTable } from "./maps.js";
 import { mimeBomb } from "./mime-bomb.js";
 import { mimeHeaderChecks } from "./mime-header-checks.js";
@@ -75,13 +76,15 @@ export interface LoadedMaps {
 /** Reads every configured map once; a bad map throws with file:line. */
 export function loadMaps(config: FilterConfig): LoadedMaps {
   const maps: LoadedMaps = {};
-  if (config.headerChecks) maps.headerChecks = loadRegexpTable(config.headerChecks);
+  // Every rule's action is checked now: FILTER or a typo stops the start with file:line.
+  const content = (spec: string) => loadRegexpTable(spec, contentActionError);
+  if (config.headerChecks) maps.headerChecks = content(config.headerChecks);
   // Postfix defaults: mime_header_checks = nested_header_checks = $header_checks.
-  const mime = config.mimeHeaderChecks ? loadRegexpTable(config.mimeHeaderChecks) : maps.headerChecks;
+  const mime = config.mimeHeaderChecks ? content(config.mimeHeaderChecks) : maps.headerChecks;
   if (mime) maps.mimeHeaderChecks = mime;
-  const nested = config.nestedHeaderChecks ? loadRegexpTable(config.nestedHeaderChecks) : maps.headerChecks;
+  const nested = config.nestedHeaderChecks ? content(config.nestedHeaderChecks) : maps.headerChecks;
   if (nested) maps.nestedHeaderChecks = nested;
-  if (config.bodyChecks) maps.bodyChecks = loadRegexpTable(config.bodyChecks);
+  if (config.bodyChecks) maps.bodyChecks = content(config.bodyChecks);
   if (config.senderAccess) maps.senderAccess = loadAccessTable(config.senderAccess);
   if (config.recipientAccess) maps.recipientAccess = loadAccessTable(config.recipientAccess);
   return maps;

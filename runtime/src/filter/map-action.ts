@@ -20,7 +20,15 @@ export type MapAction =
   | { kind: "discard"; text: string }
   | { kind: "hold"; text: string }
   | { kind: "prepend"; header: string }
-  /** FILTER, REDIRECT, BCC, REPLACE, STRIP …: parsed, recorded, not applied. */
+  /** header_checks(5) REPLACE: the line is replaced by `text`. */
+  | { kind: "replace"; text: string }
+  /** STRIP: the line is deleted, and logged. */
+  | { kind: "strip"; text: string }
+  /** REDIRECT user@domain: the message goes there instead of to its recipients. */
+  | { kind: "redirect"; address: string }
+  /** BCC user@domain: one more recipient. */
+  | { kind: "bcc"; address: string }
+  /** FILTER and anything unknown: refused when a content map is loaded (contentActionError). */
   | { kind: "unsupported"; verb: string; text: string };
 
 const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
@@ -81,6 +89,14 @@ export function parseMapAction(result: string): MapAction {
       return { kind: "hold", text };
     case "PREPEND":
       return { kind: "prepend", header: text };
+    case "REPLACE":
+      return { kind: "replace", text };
+    case "STRIP":
+      return { kind: "strip", text };
+    case "REDIRECT":
+      return { kind: "redirect", address: text };
+    case "BCC":
+      return { kind: "bcc", address: text };
     default:
       return { kind: "unsupported", verb, text };
   }
@@ -90,4 +106,60 @@ export function parseMapAction(result: string): MapAction {
 export function prependHeader(header: string): [string, string] | undefined {
   const m = /^([!-9;-~]+):[ \t]*(.*)$/s.exec(header);
   return m ? [m[1]!, m[2]!] : undefined;
+}
+
+/** The actions header_checks(5) / body_checks document, as this runtime applies them. */
+export const CONTENT_ACTIONS = [
+  "REJECT",
+  "DEFER",
+  "4NN/5NN",
+  "DISCARD",
+  "HOLD",
+  "WARN",
+  "INFO",
+  "IGNORE",
+  "STRIP",
+  "PREPEND",
+  "REPLACE",
+  "REDIRECT",
+  "BCC",
+  "DUNNO",
+  "OK",
+];
+
+/** "user@domain" (after $n substitution it is checked again). */
+const ADDRESS = /^[^\s@<>]+@[^\s@<>]+$/;
+
+/**
+ * Why a header/body checks result cannot be applied, or undefined when it can.
+ * Called for every rule when the map is loaded, so an unsupported action stops
+ * the start with the map's file and line instead of being skipped in silence.
+ */
+export function contentActionError(result: string): string | undefined {
+  const a = parseMapAction(result);
+  const needsArgument = (what: string) => `${what} needs an argument (header_checks(5))`;
+  switch (a.kind) {
+    case "unsupported":
+      if (a.verb === "FILTER") {
+        return "FILTER transport:destination is not supported: this runtime has no content_filter transports (remove the rule, or REDIRECT the message to a filtering mailbox)";
+      }
+      return `unknown action "${a.verb}" (supported: ${CONTENT_ACTIONS.join(", ")})`;
+    case "prepend":
+      return a.header === "" ? needsArgument("PREPEND") : undefined;
+    case "replace":
+      return a.text === "" ? needsArgument("REPLACE") : undefined;
+    case "redirect":
+    case "bcc":
+      if (a.address === "") return needsArgument(a.kind.toUpperCase());
+      if (!a.address.includes("$") && !ADDRESS.test(a.address)) {
+        return `${a.kind.toUpperCase()} needs user@domain, got "${a.address}"`;
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+export function isMailAddress(text: string): boolean {
+  return ADDRESS.test(text);
 }

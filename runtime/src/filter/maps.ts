@@ -5,10 +5,10 @@
  * Loaded once at start; a bad map stops the start with file:line.
  */
 import { readFileSync } from "node:fs";
-import { parseRegexpTable, type RegexpTable } from "./regexp-table.js";
+import { type ParseOptions, parseRegexpTable, type RegexpTable } from "./regexp-table.js";
 
 export interface MapSpec {
-  type: "regexp" | "text";
+  type: "regexp" | "pcre" | "text";
   path: string;
 }
 
@@ -18,15 +18,18 @@ export function parseMapSpec(spec: string, bare: MapSpec["type"]): MapSpec {
   const m = /^([a-z]+):(.+)$/.exec(spec);
   if (!m) return { type: bare, path: spec };
   const [, type, path] = m as unknown as [string, string, string];
-  if (type === "regexp") return { type: "regexp", path };
+  if (type === "regexp" || type === "pcre") return { type, path };
   if (TEXT_TYPES.has(type)) return { type: "text", path: path.replace(/\.db$/, "") };
-  throw new Error(`${spec}: map type "${type}:" is not supported (use regexp: or hash:)`);
+  throw new Error(`${spec}: map type "${type}:" is not supported (use regexp:, pcre: or hash:)`);
 }
 
-export function loadRegexpTable(spec: string): RegexpTable {
+export function loadRegexpTable(spec: string, validate?: ParseOptions["validate"]): RegexpTable {
   const s = parseMapSpec(spec, "regexp");
-  if (s.type !== "regexp") throw new Error(`${spec}: content checks need a regexp: table`);
-  return parseRegexpTable(readFileSync(s.path, "utf8"), s.path);
+  if (s.type === "text") throw new Error(`${spec}: content checks need a regexp: or pcre: table`);
+  return parseRegexpTable(readFileSync(s.path, "utf8"), s.path, {
+    dialect: s.type,
+    ...(validate ? { validate } : {}),
+  });
 }
 
 /** An access(5) table: exact keys (case-folded), first entry wins as with postmap. */

@@ -22,7 +22,7 @@ export function mimeHeaderChecks(table: RegexpTable | undefined): {
     header(field) {
       if (findings.decided || field.class !== "mime" || !table) return;
       const hit = table.lookup(field.text);
-      if (hit) findings.apply(hit, field.text);
+      if (hit) findings.apply(hit, field.text, { kind: "header", start: field.start, end: field.end });
     },
   };
   return { visitor, findings };

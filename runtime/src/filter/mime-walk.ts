@@ -40,12 +40,18 @@ export interface HeaderField {
   depth: number;
   /** 0 for the message itself, then 1, 2 … in order of appearance. */
   part: number;
+  /** Byte offsets of the whole field in the message, folded lines and the last CRLF included. */
+  start: number;
+  end: number;
 }
 
 export interface MimeVisitor {
   header?(field: HeaderField): void;
-  /** A body line without its CRLF, `part` as in HeaderField. Boundary lines included, as in Postfix. */
-  bodyLine?(line: string, part: number): void;
+  /**
+   * A body line without its CRLF, `part` as in HeaderField; `start`/`end` its byte
+   * offsets (end past the CRLF). Boundary lines included, as in Postfix.
+   */
+  bodyLine?(line: string, part: number, start: number, end: number): void;
 }
 
 export interface WalkLimits {
@@ -94,6 +100,8 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
   let contentType: { type: string; boundary?: string } | undefined;
   let pending: string[] = [];
   let pendingChars = 0;
+  let pendingStart = 0;
+  let pendingEnd = 0;
 
   const flushHeader = (): void => {
     if (pending.length === 0) return;
@@ -104,7 +112,15 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
     const name = (colon < 0 ? text : text.slice(0, colon)).trim().toLowerCase();
     if (name === "content-type") contentType = parseContentType(text);
     const klass: HeaderClass = MIME_HEADERS.has(name) ? "mime" : entityNested ? "nested" : "primary";
-    const field: HeaderField = { name, text, class: klass, depth, part };
+    const field: HeaderField = {
+      name,
+      text,
+      class: klass,
+      depth,
+      part,
+      start: pendingStart,
+      end: pendingEnd,
+    };
     for (const v of headerVisitors) v.header!(field);
   };
 
@@ -175,10 +191,13 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
           pending.push(line);
           pendingChars += line.length + 1; // and the "\n" that joins it
         }
+        pendingEnd = Math.min(next, len);
       } else if (line.includes(":")) {
         flushHeader();
         pending.push(line);
         pendingChars = line.length;
+        pendingStart = start;
+        pendingEnd = Math.min(next, len);
       } else {
         // Not a header (RFC 5322 §2.2): the body started without the blank line.
         const r = endHeaders();
@@ -201,7 +220,7 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
         close = index !== undefined;
       }
       if (index !== undefined) {
-        for (const v of bodyVisitors) v.bodyLine!(line, part);
+        for (const v of bodyVisitors) v.bodyLine!(line, part, start, Math.min(next, len));
         const frame = frames[index]!;
         if (close) {
           popTo(index);
@@ -217,7 +236,7 @@ export function walkMime(message: Buffer, limits: WalkLimits, visitors: MimeVisi
     }
     if (bodyVisitors.length > 0) {
       line ??= message.toString("utf8", start, end);
-      for (const v of bodyVisitors) v.bodyLine!(line, part);
+      for (const v of bodyVisitors) v.bodyLine!(line, part, start, Math.min(next, len));
     }
     start = next;
   }

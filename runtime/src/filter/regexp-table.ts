@@ -15,7 +15,21 @@
  * `m` POSIX lets `.` match a newline inside a folded header, so the JS regex
  * gets the `s` flag. Any non-alphanumeric, non-space character can delimit the
  * pattern. `$1`, `${1}`, `$(1)` in the result insert a captured group, `$$` a `$`.
+ *
+ * pcre_table(5) maps (`pcre:`) have the same syntax with PCRE patterns, which
+ * JavaScript's RegExp reads as they are for what maps use; their flags: `i`
+ * (default caseless), `s` (default on: `.` matches a newline), `m` (default
+ * off), `A` (anchored), `E` and `X` (no effect here); `x` and `U` are refused.
+ * A `validate` callback checks each rule's result when the map is loaded.
  */
+
+export type RegexpDialect = "regexp" | "pcre";
+
+export interface ParseOptions {
+  dialect?: RegexpDialect;
+  /** Returns why a rule's result cannot be used; the load fails with file:line. */
+  validate?: (result: string) => string | undefined;
+}
 
 export interface RegexpMatch {
   /** The result text after $n substitution. */
@@ -121,7 +135,12 @@ export function posixToJs(pattern: string, extended: boolean): string {
 }
 
 /** Splits "<delim>pattern<delim>flags rest" (after an optional "!"). */
-function parsePattern(text: string, source: string, line: number): { pattern: Pattern; rest: string } {
+function parsePattern(
+  text: string,
+  source: string,
+  line: number,
+  dialect: RegexpDialect,
+): { pattern: Pattern; rest: string } {
   let s = text;
   let negate = false;
   if (s.startsWith("!")) {
@@ -143,17 +162,29 @@ function parsePattern(text: string, source: string, line: number): { pattern: Pa
   let caseless = true;
   let extended = true;
   let multiline = false;
+  let dotall = true;
+  let anchored = false;
   while (k < s.length && !/\s/.test(s[k]!)) {
     const f = s[k]!;
     if (f === "i") caseless = !caseless;
-    else if (f === "x") extended = !extended;
     else if (f === "m") multiline = !multiline;
-    else throw new RegexpTableError(source, line, `unknown flag "${f}" after ${delim}${raw}${delim}`);
+    else if (dialect === "regexp" && f === "x") extended = !extended;
+    else if (dialect === "pcre" && f === "s") dotall = !dotall;
+    else if (dialect === "pcre" && f === "A") anchored = !anchored;
+    else if (dialect === "pcre" && (f === "E" || f === "X")) {
+      // E (dollar_endonly) is how JavaScript's $ behaves anyway; X (PCRE_EXTRA) only adds errors.
+    } else throw new RegexpTableError(source, line, `unknown flag "${f}" after ${delim}${raw}${delim}`);
     k++;
   }
   let re: RegExp;
   try {
-    re = new RegExp(posixToJs(raw, extended), (caseless ? "i" : "") + (multiline ? "m" : "s"));
+    const js = dialect === "pcre" ? (anchored ? `^(?:${raw})` : raw) : posixToJs(raw, extended);
+    // POSIX without REG_NEWLINE lets "." match a newline; so does PCRE with DOTALL (pcre_table(5)'s default).
+    const flags =
+      (caseless ? "i" : "") +
+      (multiline ? "m" : "") +
+      (dialect === "pcre" ? (dotall ? "s" : "") : multiline ? "" : "s");
+    re = new RegExp(js, flags);
   } catch (err) {
     throw new RegexpTableError(
       source,
@@ -203,7 +234,8 @@ function logicalLines(text: string): Array<[number, string]> {
   return out;
 }
 
-export function parseRegexpTable(text: string, source = "<inline>"): RegexpTable {
+export function parseRegexpTable(text: string, source = "<inline>", options: ParseOptions = {}): RegexpTable {
+  const dialect = options.dialect ?? "regexp";
   const root: Entry[] = [];
   const stack: Array<{ body: Entry[]; line: number }> = [{ body: root, line: 0 }];
   let size = 0;
@@ -216,15 +248,17 @@ export function parseRegexpTable(text: string, source = "<inline>"): RegexpTable
     }
     const ifm = /^if\s+(.*)$/i.exec(t);
     if (ifm) {
-      const { pattern, rest } = parsePattern(ifm[1]!, source, line);
+      const { pattern, rest } = parsePattern(ifm[1]!, source, line, dialect);
       if (rest !== "") throw new RegexpTableError(source, line, `text after the if pattern: "${rest}"`);
       const entry: Entry = { kind: "if", ...pattern, body: [] };
       top.body.push(entry);
       stack.push({ body: entry.body, line });
       continue;
     }
-    const { pattern, rest } = parsePattern(t, source, line);
+    const { pattern, rest } = parsePattern(t, source, line, dialect);
     if (rest === "") throw new RegexpTableError(source, line, "missing result after the pattern");
+    const invalid = options.validate?.(rest);
+    if (invalid) throw new RegexpTableError(source, line, invalid);
     const refs = maxGroupRef(rest, source, line);
     if (refs > 0 && pattern.negate) {
       throw new RegexpTableError(source, line, "$n in the result of a negated pattern");

@@ -28,6 +28,11 @@ export interface CheckResult {
   disposition?: "discard" | "hold";
   /** Headers a map's PREPEND action asks for. */
   prepend?: Array<[name: string, value: string]>;
+  /** Line edits of a map's IGNORE / REPLACE / PREPEND (see Verdict.edits). */
+  edits?: MessageEdit[];
+  /** A map's REDIRECT / BCC (see Verdict). */
+  redirect?: string;
+  bcc?: string[];
   /** Milliseconds the check took (for the statistics and the benchmark). */
   ms?: number;
 }
@@ -57,6 +62,23 @@ export interface Verdict {
    * (a sender's own X-Spam-* headers must not reach Sieve). Optional to honour.
    */
   removeHeaders?: string[];
+  /**
+   * Line edits of header/body checks (IGNORE deletes a line, REPLACE swaps it,
+   * PREPEND inserts one before it): byte offsets into the message given to
+   * onData, ascending and non-overlapping. Applied before `addHeaders`.
+   */
+  edits?: MessageEdit[];
+  /** REDIRECT user@domain: deliver to this address instead of the recipients (last one wins). */
+  redirect?: string;
+  /** BCC user@domain: add these recipients. */
+  bcc?: string[];
+}
+
+/** Replace message bytes [start, end) with `text` (start === end inserts). */
+export interface MessageEdit {
+  start: number;
+  end: number;
+  text: string;
 }
 
 export interface ConnectionInfo {
@@ -66,6 +88,10 @@ export interface ConnectionInfo {
   clientHostname?: string;
   /** Sent anything before the 220 greeting (RFC 5321 §4.3.1 / pipelining abuse). */
   earlyTalker?: boolean;
+  /** Bytes it sent before the greeting (with earlyTalker). */
+  earlyBytes?: number;
+  /** How long smtp/ held the greeting back watching for early talk; 0 or absent: not tested. */
+  greetWaitMs?: number;
   authenticatedUser?: string;
   trustedNetwork?: boolean;
   /**

@@ -9,7 +9,8 @@
  *   5. at DATA: the summed score ≥ spamRejectScore → 550 5.7.1; ≥ spamTagScore
  *      → tag (X-Spam-Flag: YES); otherwise accept. X-Spam-Status / X-Spam-Score
  *      go on every scored message (SpamAssassin's header forms, so existing
- *      Sieve rules match), with Authentication-Results and map PREPENDs.
+ *      Sieve rules match), with Authentication-Results and access-map PREPENDs.
+ * Content-map line edits (IGNORE/REPLACE/PREPEND), REDIRECT and BCC ride along.
  */
 import type { FilterConfig } from "./context.js";
 import type { CheckResult, CheckStage, Verdict } from "./types.js";
@@ -103,10 +104,16 @@ export function decide(config: FilterConfig, results: CheckResult[], opts: Decid
   const prepends = results.flatMap((r) => r.prepend ?? []);
   const dispositions = results.map((r) => r.disposition).filter((d) => d !== undefined);
   const disposition = dispositions.includes("discard") ? "discard" : dispositions[0];
+  const edits = results.flatMap((r) => r.edits ?? []).sort((a, b) => a.start - b.start);
+  const redirect = results.reduce<string | undefined>((last, r) => r.redirect ?? last, undefined);
+  const bcc = [...new Set(results.flatMap((r) => r.bcc ?? []))];
   const base = {
     score,
     results,
     ...(disposition ? { disposition } : {}),
+    ...(edits.length > 0 ? { edits } : {}),
+    ...(redirect ? { redirect } : {}),
+    ...(bcc.length > 0 ? { bcc } : {}),
   };
   if (opts.stage !== "data") return { action: "accept", addHeaders: [], decidedBy: "none", ...base };
 

@@ -75,7 +75,8 @@ export class Session {
   private offChange: (() => void) | undefined;
   private changePending = false;
   private idling = false;
-  private userClaimed = false;
+  /** The account whose per-account connection slot this session holds. */
+  private claimedUid: string | null = null;
   private lastSync = 0;
   private draining = false;
 
@@ -488,16 +489,21 @@ export class Session {
   // ---- login ----
 
   async login(account: Account): Promise<void> {
+    // The client may have gone while the directory answered: cleanup() has run, take no slot.
+    if (this.cleaned) throw new ImapError("NO", "Connection closed");
     if (!this.server.claimUser(account.uid)) {
       throw new ImapError("NO", "Too many connections for this account", "LIMIT");
     }
-    this.userClaimed = true;
+    this.claimedUid = account.uid;
     try {
       this.user = await this.server.openStore(account);
     } catch (err) {
-      this.server.releaseUser(account.uid);
-      this.userClaimed = false;
+      this.releaseClaim();
       throw err;
+    }
+    if (this.cleaned) {
+      this.releaseClaim();
+      throw new ImapError("NO", "Connection closed");
     }
     this.account = account;
     this.state = "authenticated";
@@ -590,6 +596,12 @@ export class Session {
     setTimeout(() => socket.destroy(), 5000).unref();
   }
 
+  private releaseClaim(): void {
+    if (this.claimedUid === null) return;
+    this.server.releaseUser(this.claimedUid);
+    this.claimedUid = null;
+  }
+
   private cleaned = false;
   private async cleanup(): Promise<void> {
     if (this.cleaned) return;
@@ -600,7 +612,7 @@ export class Session {
     w?.(null);
     await this.syncing.catch(() => undefined);
     await this.unselect();
-    if (this.userClaimed && this.account) this.server.releaseUser(this.account.uid);
+    this.releaseClaim();
     this.deflate?.destroy();
     this.inflate?.destroy();
     this.server.closed(this);

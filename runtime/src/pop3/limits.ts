@@ -11,6 +11,13 @@ export interface Pop3Limits {
   idleTimeoutMs: number;
   /** Concurrent connections from one client address. */
   maxConnectionsPerIp: number;
+  /**
+   * Sessions per login name (this process), counted from the moment its
+   * credentials are checked until the session ends (a failed login gives its
+   * slot back). The maildrop lock already allows one TRANSACTION session; this
+   * bounds the directory binds a storm of parallel logins to one account costs.
+   */
+  maxConnectionsPerUser: number;
   /** Failed logins from one client address before every further auth reply is delayed. */
   authFailuresBeforeDelay: number;
   /** The delay applied once `authFailuresBeforeDelay` is reached. */
@@ -30,6 +37,7 @@ export function limitsFromConfig(c: {
   maxBadCommands: number;
   idleTimeoutSeconds: number;
   maxConnectionsPerIp: number;
+  maxConnectionsPerUser: number;
   authFailuresBeforeDelay: number;
 }): Pop3Limits {
   return {
@@ -37,6 +45,7 @@ export function limitsFromConfig(c: {
     maxBadCommands: c.maxBadCommands,
     idleTimeoutMs: c.idleTimeoutSeconds * 1000,
     maxConnectionsPerIp: c.maxConnectionsPerIp,
+    maxConnectionsPerUser: c.maxConnectionsPerUser,
     authFailuresBeforeDelay: c.authFailuresBeforeDelay,
     authFailureDelayMs: AUTH_FAILURE_DELAY_MS,
   };

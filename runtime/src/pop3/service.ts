@@ -54,6 +54,7 @@ export async function startPop3(
     store: ctx.store,
     limits,
     throttle: new AuthThrottle(limits.authFailuresBeforeDelay, limits.authFailureDelayMs),
+    perUser: new Map(),
     loginDisabledWithoutTls: pop3.loginDisabledWithoutTls,
     countLogin: (result) => logins.inc({ result }),
     ...(secureContext ? { secureContext } : {}),

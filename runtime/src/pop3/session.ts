@@ -24,6 +24,8 @@ export interface Pop3ServerContext {
   store: MailStore;
   limits: Pop3Limits;
   throttle: AuthThrottle;
+  /** Sessions per login name, shared by the listeners (limits.maxConnectionsPerUser). */
+  perUser: Map<string, number>;
   /** For STLS; absent → STLS not offered. */
   secureContext?: SecureContext;
   /** RFC 2595 §2.1-style: no USER/PASS/AUTH before TLS. */
@@ -58,6 +60,8 @@ export class Pop3Session {
   private idleTimer: NodeJS.Timeout | null = null;
   private mailbox: MailboxSession | null = null;
   private releaseLock: (() => Promise<void>) | null = null;
+  /** The login name whose per-account slot this session holds. */
+  private userSlot: string | null = null;
   /** A SASL exchange waiting for the client's next line (AUTH without initial response). */
   continuation: ((line: string) => Promise<void>) | null = null;
   private readonly onData = (chunk: Buffer) => this.received(chunk);
@@ -186,6 +190,37 @@ export class Pop3Session {
 
   /** USER/PASS and AUTH PLAIN end here. */
   async login(login: string, password: string): Promise<void> {
+    if (!this.takeUserSlot(login)) {
+      this.log.warn({ login }, "too many connections for this account");
+      this.ctx.countLogin?.("tempfail");
+      return this.err("Too many connections for this account, try again later", "SYS/TEMP");
+    }
+    try {
+      await this.authenticate(login, password);
+    } finally {
+      if (this.state === "AUTHORIZATION") this.releaseUserSlot();
+    }
+  }
+
+  private takeUserSlot(login: string): boolean {
+    const key = login.trim().toLowerCase();
+    const n = this.ctx.perUser.get(key) ?? 0;
+    if (n >= this.ctx.limits.maxConnectionsPerUser) return false;
+    this.ctx.perUser.set(key, n + 1);
+    this.userSlot = key;
+    return true;
+  }
+
+  private releaseUserSlot(): void {
+    const key = this.userSlot;
+    if (key === null) return;
+    this.userSlot = null;
+    const n = (this.ctx.perUser.get(key) ?? 1) - 1;
+    if (n <= 0) this.ctx.perUser.delete(key);
+    else this.ctx.perUser.set(key, n);
+  }
+
+  private async authenticate(login: string, password: string): Promise<void> {
     const delay = this.ctx.throttle.delayFor(this.remoteAddress);
     if (delay > 0) await sleep(delay);
     let account: Account | null;
@@ -217,6 +252,14 @@ export class Pop3Session {
         throw err;
       }
       this.releaseLock = release;
+      if (this.closed) {
+        // The client left while we logged it in: cleanup() has run, so let go here.
+        await this.mailbox?.close();
+        this.mailbox = null;
+        this.releaseLock = null;
+        await release();
+        return;
+      }
     } catch (err) {
       if (err instanceof StoreError && err.code === "INUSE") {
         this.ctx.countLogin?.("inuse");
@@ -297,6 +340,7 @@ export class Pop3Session {
     const release = this.releaseLock;
     this.mailbox = null;
     this.releaseLock = null;
+    this.releaseUserSlot();
     try {
       await mailbox?.close();
     } finally {

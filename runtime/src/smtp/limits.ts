@@ -13,3 +13,5 @@ export const MAX_LOCAL_PART_BYTES = 64;
 export const MAX_ADDRESS_BYTES = 254;
 /** Time a stopping server gives sessions before closing them. */
 export const DRAIN_CLOSE_MS = 30_000;
+/** Reverse DNS of a client, looked up during the pause before the greeting (smtp-server waited 1.5 s). */
+export const REVERSE_LOOKUP_TIMEOUT_MS = 1500;

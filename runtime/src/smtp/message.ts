@@ -3,6 +3,7 @@
  * anything reaches the queue, and the trace and submission headers the server
  * adds. Works on bytes (CRLF), never on decoded text.
  */
+import type { MessageEdit, Verdict } from "../filter/types.js";
 import { rfc5322Date } from "../queue/dsn.js";
 import { MAX_HEADER_BYTES, MAX_HEADER_FIELDS, MAX_TEXT_LINE_BYTES } from "./limits.js";
 import { reply, type SmtpReplyError } from "./replies.js";
@@ -117,4 +118,48 @@ export function removeHeaders(message: Buffer, names: string[]): Buffer {
     Buffer.from(kept.map((f) => `${f}\r\n`).join(""), "latin1"),
     message.subarray(end + 2),
   ]);
+}
+
+/**
+ * A header line from a value that may be folded (filter/verdict.ts folds
+ * X-Spam-Status, mailauth folds Authentication-Results): a CRLF followed by
+ * a space or tab is a fold (RFC 5322 §2.2.3) and is kept; any other CR or LF
+ * would start a new header and becomes a space.
+ */
+export function foldedHeaderLine(name: string, value: string): string {
+  const folds = value.replace(/\r?\n(?=[ \t])/g, "\u0000");
+  return `${name}: ${folds.replace(/[\r\n]+/g, " ").replace(/\u0000/g, "\r\n")}\r\n`;
+}
+
+/** Applies ascending, non-overlapping edits; overlapping ones are dropped (first wins). */
+export function applyEdits(message: Buffer, edits: readonly MessageEdit[]): Buffer {
+  if (edits.length === 0) return message;
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (const e of [...edits].sort((a, b) => a.start - b.start)) {
+    if (e.start < at || e.end < e.start || e.end > message.length) continue;
+    parts.push(message.subarray(at, e.start), Buffer.from(e.text));
+    at = e.end;
+  }
+  parts.push(message.subarray(at));
+  return Buffer.concat(parts);
+}
+
+/**
+ * The message as queued: `scanned` (our trace header, then the client's
+ * message, as the checks saw it) with the verdict's line edits and header
+ * removals applied, and its headers inserted right below our Received.
+ */
+export function assembleMessage(
+  trace: string,
+  scanned: Buffer,
+  verdict: Pick<Verdict, "addHeaders" | "removeHeaders" | "edits">,
+): Buffer {
+  const edited = applyEdits(scanned, verdict.edits ?? []);
+  const kept = verdict.removeHeaders?.length ? removeHeaders(edited, verdict.removeHeaders) : edited;
+  const headers = verdict.addHeaders.map(([name, value]) => foldedHeaderLine(name, value)).join("");
+  if (headers === "") return kept;
+  const traceBytes = Buffer.from(trace);
+  const at = kept.subarray(0, traceBytes.length).equals(traceBytes) ? traceBytes.length : 0;
+  return Buffer.concat([kept.subarray(0, at), Buffer.from(headers), kept.subarray(at)]);
 }

@@ -10,14 +10,10 @@
  * networks — judged by the socket's address only (no XCLIENT, XFORWARD or
  * PROXY; HELO and headers are never believed).
  */
-import { Resolver as CallbackResolver } from "node:dns";
+import { Resolver } from "node:dns/promises";
+import type { Socket } from "node:net";
 import type { Logger } from "pino";
-import {
-  SMTPServer,
-  type SMTPServerAddress,
-  type SMTPServerDataStream,
-  type SMTPServerSession,
-} from "smtp-server";
+import type { SMTPServer, SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import type { RuntimeConfig } from "../config/schema.js";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
@@ -28,10 +24,12 @@ import type { QueuedRecipient } from "../queue/types.js";
 import type { TlsMaterial } from "../service.js";
 import { type LocalDomains, parseAddress } from "./address.js";
 import type { AuthThrottle } from "./auth-throttle.js";
-import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES } from "./limits.js";
-import { checkMessage, receivedHeader, removeHeaders, submissionHeaders, withProtocol } from "./message.js";
+import { GatedSMTPServer } from "./gated-server.js";
+import { PregreetCache, type PregreetOutcome, pregreet } from "./greeting.js";
+import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES, REVERSE_LOOKUP_TIMEOUT_MS } from "./limits.js";
+import { assembleMessage, checkMessage, receivedHeader, submissionHeaders, withProtocol } from "./message.js";
 import type { SmtpMetrics } from "./metrics.js";
-import type { Networks } from "./networks.js";
+import { Networks } from "./networks.js";
 import { type ResolvedRecipient, resolveLocalRecipient } from "./recipients.js";
 import { installEnhancedCodePassthrough, reply, SmtpReplyError } from "./replies.js";
 
@@ -127,311 +125,365 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     return err;
   };
 
-  const resolver =
-    deps.dnsServers && deps.dnsServers.length > 0 ? new CallbackResolver({ timeout: 3000 }) : undefined;
-  if (resolver && deps.dnsServers) resolver.setServers(deps.dnsServers);
+  const resolver = new Resolver({ timeout: REVERSE_LOOKUP_TIMEOUT_MS, tries: 1 });
+  if (deps.dnsServers && deps.dnsServers.length > 0) resolver.setServers(deps.dnsServers);
+  const clientName = async (ip: string): Promise<string | undefined> => {
+    if (!config.reverseLookup) return undefined;
+    const names = await resolver.reverse(ip).catch(() => [] as string[]);
+    const name = names[0]?.replace(/\.$/, "").toLowerCase();
+    // PTR records belong to whoever owns the address: only a plain host name may reach a header.
+    return name && HOST_NAME.test(name) ? name : undefined;
+  };
 
-  const server = new SMTPServer({
-    name: hostname,
-    banner: "mailinfra",
-    size: config.maxMessageBytes,
-    rejectOversized: true,
-    maxRecipients: config.maxRecipients,
-    maxClients: config.maxConnections,
-    maxCommandLength: MAX_COMMAND_LINE_BYTES,
-    socketTimeout: config.idleTimeoutSeconds * 1000,
-    closeTimeout: DRAIN_CLOSE_MS,
-    disableReverseLookup: !config.reverseLookup,
-    ...(resolver ? { resolver } : {}),
-    logger: false,
-    // RFC 2034 and RFC 3461: smtp-server hides both unless asked.
-    hideENHANCEDSTATUSCODES: false,
-    hideDSN: false,
-    // RFC 8689: not offered, the queue cannot promise TLS on every onward hop.
-    hideREQUIRETLS: true,
-    // STARTTLS needs a certificate; without one it is simply not offered (RFC 3207 is optional on 25).
-    hideSTARTTLS: !deps.tls,
-    ...(deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : {}),
-    ...(mayAuth
-      ? { authMethods: ["PLAIN", "LOGIN"], authOptional: false, allowInsecureAuth: false }
-      : { disabledCommands: ["AUTH"], authOptional: true }),
-    useXClient: false,
-    useXForward: false,
-    useProxy: false,
+  /** Connections that passed the gate, waiting for smtp-server's onConnect (same tick). */
+  const admitted = new Map<string, ConnState>();
+  const greeting = config.greeting;
+  const exempt = new Networks(greeting.exemptNetworks);
+  const passed = new PregreetCache(greeting.passTtlSeconds * 1000);
+  const silent: PregreetOutcome = { earlyBytes: 0, waitedMs: 0, gone: false };
 
-    onConnect(session, callback) {
-      const trusted = kind === "relay" && (deps.trusted?.contains(session.remoteAddress) ?? false);
-      const log = logger.child({
-        cid: session.id,
-        proto: "smtp",
-        listener: kind,
-        client: session.remoteAddress,
-      });
-      const info: ConnectionInfo = {
-        remoteAddress: session.remoteAddress,
-        remotePort: session.remotePort,
-        ...(session.clientHostname && session.clientHostname !== `[${session.remoteAddress}]`
-          ? { clientHostname: session.clientHostname }
-          : {}),
-        trustedNetwork: trusted,
-        submission: kind === "submission",
-      };
-      const s: ConnState = {
-        log,
-        info,
-        trusted,
-        tx: pipeline.transaction(),
-        heloSeen: undefined,
-        txUsed: false,
-        rcpts: new Map(),
-      };
-      states.set(session.id, s);
-      deps.metrics?.connection(kind);
-      // RFC 4954 §4 / RFC 3207 §4: AUTH is neither offered nor taken before STARTTLS on submission.
-      if (mayAuth && !session.secure) session.disabledCommands = ["AUTH"];
-      log.info({ trusted }, "connect");
-      s.tx
-        .onConnect(info)
-        .then((v) => {
-          const err = verdictError(v);
-          callback(err ? refuse(s, err, "connect") : undefined);
-        })
-        .catch((err: unknown) => {
-          log.error({ err }, "connect stage failed");
-          callback(reply(421, "4.3.0", "Service temporarily unavailable"));
-        });
-    },
-
-    onSecure(_socket, session, callback) {
-      if (mayAuth) session.disabledCommands = [];
-      callback();
-    },
-
-    onClose(session) {
-      const s = states.get(session.id);
-      if (!s) return;
+  /**
+   * The connection stage, before smtp-server sees the socket: the pause before
+   * the greeting (greeting.ts), reverse DNS meanwhile, then the filter's
+   * connect checks. A refusal is written here and the socket closed.
+   */
+  const gate = async (socket: Socket, id: string): Promise<boolean> => {
+    const ip = (socket.remoteAddress ?? "").replace(/^::ffff:/i, "").toLowerCase();
+    const trusted = kind === "relay" && (deps.trusted?.contains(ip) ?? false);
+    const pause =
+      kind === "submission" || trusted || exempt.contains(ip) || passed.has(ip) ? 0 : greeting.pauseMs;
+    const [pre, hostname_] = await Promise.all([
+      pause > 0 ? pregreet(socket, pause, greeting.partialBanner ? `${hostname} ESMTP` : undefined) : silent,
+      clientName(ip),
+    ]);
+    const log = logger.child({ cid: id, proto: "smtp", listener: kind, client: ip });
+    if (pre.gone || socket.destroyed) {
+      log.info({ earlyBytes: pre.earlyBytes, waitedMs: pre.waitedMs }, "client left before the greeting");
+      return false;
+    }
+    const info: ConnectionInfo = {
+      remoteAddress: ip,
+      remotePort: socket.remotePort ?? 0,
+      ...(hostname_ ? { clientHostname: hostname_ } : {}),
+      trustedNetwork: trusted,
+      submission: kind === "submission",
+      ...(pre.waitedMs > 0 ? { greetWaitMs: pre.waitedMs } : {}),
+      ...(pre.earlyBytes > 0 ? { earlyTalker: true, earlyBytes: pre.earlyBytes } : {}),
+    };
+    const s: ConnState = {
+      log,
+      info,
+      trusted,
+      tx: pipeline.transaction(),
+      heloSeen: undefined,
+      txUsed: false,
+      rcpts: new Map(),
+    };
+    deps.metrics?.connection(kind);
+    log.info({ trusted, ...(hostname_ ? { hostname: hostname_ } : {}) }, "connect");
+    let err: SmtpReplyError | null;
+    try {
+      err = verdictError(await s.tx.onConnect(info));
+      if (err) refuse(s, err, "connect");
+    } catch (e) {
+      log.error({ err: e }, "connect stage failed");
+      err = reply(421, "4.3.0", "Service temporarily unavailable");
+    }
+    if (err) {
       s.tx.close?.();
-      s.log.info("disconnect");
-      states.delete(session.id);
-    },
+      socket.resume(); // whatever else it says is read and dropped
+      socket.end(`${err.responseCode} ${err.message}\r\n`);
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return false;
+    }
+    if (pre.waitedMs > 0) passed.pass(ip);
+    admitted.set(id, s);
+    return true;
+  };
 
-    onAuth(auth, session, callback) {
-      const s = state(session);
-      const ip = session.remoteAddress;
-      if (auth.method !== "PLAIN" && auth.method !== "LOGIN") {
-        callback(reply(504, "5.5.4", "Unrecognized authentication type"));
-        return;
-      }
-      if (deps.throttle.blocked(ip)) {
-        s.log.warn({ user: auth.username }, "auth refused: too many failures from this address");
-        callback(reply(454, "4.7.0", "Too many authentication failures, try again later"));
-        return;
-      }
-      const login = auth.username ?? "";
-      directory
-        .authenticate(login, auth.password ?? "")
-        .then((account: Account | null) => {
-          if (account) {
-            s.log.info({ user: account.uid }, "auth ok");
-            const user: AuthUser = {
-              uid: account.uid,
-              addresses: account.addresses.map((a) => a.toLowerCase()),
-            };
-            s.info.authenticatedUser = account.uid;
-            s.tx.onAuth?.(account.uid);
-            callback(null, { user });
-            return;
-          }
-          const delay = deps.throttle.fail(ip);
-          s.log.warn({ user: login, delayMs: delay }, "auth failed");
-          setTimeout(() => callback(reply(535, "5.7.8", "Authentication credentials invalid")), delay);
-        })
-        .catch((err: unknown) => {
-          s.log.error(
-            { err: err instanceof DirectoryUnavailableError ? err.message : err },
-            "auth lookup failed",
-          );
-          callback(reply(454, "4.7.0", "Temporary authentication failure"));
-        });
-    },
+  const server = new GatedSMTPServer(
+    {
+      name: hostname,
+      banner: "mailinfra",
+      size: config.maxMessageBytes,
+      rejectOversized: true,
+      maxRecipients: config.maxRecipients,
+      maxClients: config.maxConnections,
+      maxCommandLength: MAX_COMMAND_LINE_BYTES,
+      socketTimeout: config.idleTimeoutSeconds * 1000,
+      closeTimeout: DRAIN_CLOSE_MS,
+      // The gate has looked the name up already (during the pause).
+      disableReverseLookup: true,
+      logger: false,
+      // RFC 2034 and RFC 3461: smtp-server hides both unless asked.
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: false,
+      // RFC 8689: not offered, the queue cannot promise TLS on every onward hop.
+      hideREQUIRETLS: true,
+      // STARTTLS needs a certificate; without one it is simply not offered (RFC 3207 is optional on 25).
+      hideSTARTTLS: !deps.tls,
+      ...(deps.tls ? { key: deps.tls.key, cert: deps.tls.cert } : {}),
+      ...(mayAuth
+        ? { authMethods: ["PLAIN", "LOGIN"], authOptional: false, allowInsecureAuth: false }
+        : { disabledCommands: ["AUTH"], authOptional: true }),
+      useXClient: false,
+      useXForward: false,
+      useProxy: false,
 
-    onMailFrom(address: SMTPServerAddress, session, callback) {
-      const s = state(session);
-      (async () => {
-        if (s.txUsed && s.tx.reset) s.tx.reset();
-        else if (s.txUsed) {
-          // A pipeline without reset(): a fresh transaction that sees the connection again.
-          s.tx.close?.();
-          s.tx = pipeline.transaction();
-          s.heloSeen = undefined;
-          const err = verdictError(await s.tx.onConnect(s.info));
-          if (err) throw refuse(s, err, "connect");
+      onConnect(session, callback) {
+        // Answered synchronously: the gate did the connection stage, and the parser must not run before the 220.
+        const s = admitted.get(session.id);
+        admitted.delete(session.id);
+        if (!s) {
+          callback(reply(421, "4.3.0", "Session state lost"));
+          return;
         }
-        s.txUsed = true;
-        s.rcpts = new Map();
-        const tx = await heloChecked(s, session);
-        const sender = address.address;
-        if (kind === "submission") {
-          const user = session.user as AuthUser | undefined;
-          if (!user) {
+        states.set(session.id, s);
+        // RFC 4954 §4 / RFC 3207 §4: AUTH is neither offered nor taken before STARTTLS on submission.
+        if (mayAuth && !session.secure) session.disabledCommands = ["AUTH"];
+        callback();
+      },
+
+      onSecure(_socket, session, callback) {
+        if (mayAuth) session.disabledCommands = [];
+        callback();
+      },
+
+      onClose(session) {
+        const s = states.get(session.id);
+        if (!s) return;
+        s.tx.close?.();
+        s.log.info("disconnect");
+        states.delete(session.id);
+      },
+
+      onAuth(auth, session, callback) {
+        const s = state(session);
+        const ip = session.remoteAddress;
+        if (auth.method !== "PLAIN" && auth.method !== "LOGIN") {
+          callback(reply(504, "5.5.4", "Unrecognized authentication type"));
+          return;
+        }
+        if (deps.throttle.blocked(ip)) {
+          s.log.warn({ user: auth.username }, "auth refused: too many failures from this address");
+          callback(reply(454, "4.7.0", "Too many authentication failures, try again later"));
+          return;
+        }
+        const login = auth.username ?? "";
+        directory
+          .authenticate(login, auth.password ?? "")
+          .then((account: Account | null) => {
+            if (account) {
+              s.log.info({ user: account.uid }, "auth ok");
+              const user: AuthUser = {
+                uid: account.uid,
+                addresses: account.addresses.map((a) => a.toLowerCase()),
+              };
+              s.info.authenticatedUser = account.uid;
+              s.tx.onAuth?.(account.uid);
+              callback(null, { user });
+              return;
+            }
+            const delay = deps.throttle.fail(ip);
+            s.log.warn({ user: login, delayMs: delay }, "auth failed");
+            setTimeout(() => callback(reply(535, "5.7.8", "Authentication credentials invalid")), delay);
+          })
+          .catch((err: unknown) => {
+            s.log.error(
+              { err: err instanceof DirectoryUnavailableError ? err.message : err },
+              "auth lookup failed",
+            );
+            callback(reply(454, "4.7.0", "Temporary authentication failure"));
+          });
+      },
+
+      onMailFrom(address: SMTPServerAddress, session, callback) {
+        const s = state(session);
+        (async () => {
+          if (s.txUsed && s.tx.reset) s.tx.reset();
+          else if (s.txUsed) {
+            // A pipeline without reset(): a fresh transaction that sees the connection again.
+            s.tx.close?.();
+            s.tx = pipeline.transaction();
+            s.heloSeen = undefined;
+            const err = verdictError(await s.tx.onConnect(s.info));
+            if (err) throw refuse(s, err, "connect");
+          }
+          s.txUsed = true;
+          s.rcpts = new Map();
+          const tx = await heloChecked(s, session);
+          const sender = address.address;
+          if (kind === "submission") {
+            const user = session.user as AuthUser | undefined;
+            if (!user) {
+              throw reply(
+                530,
+                "5.7.0",
+                session.secure ? "Authentication required" : "Must issue a STARTTLS command first",
+              );
+            }
+            // RFC 6409 §6.1: the submission server may check the sender against the authenticated identity.
+            if (!user.addresses.includes(sender.toLowerCase())) {
+              throw reply(553, "5.7.1", `<${sender}>: Sender address not owned by user ${user.uid}`);
+            }
+          }
+          // Routing syntax in a sender is odd but harmless (nothing is sent there but DSNs); bad syntax is not.
+          const parsedSender = sender === "" ? null : parseAddress(sender);
+          if (parsedSender === "syntax" || parsedSender === "too-long") {
+            throw reply(553, "5.1.7", `<${sender}>: Sender address syntax not accepted`);
+          }
+          const err = verdictError(await tx.onMailFrom(sender));
+          if (err) throw refuse(s, err, "mail");
+        })().then(
+          () => callback(),
+          (err: unknown) => callback(asReply(s, err)),
+        );
+      },
+
+      onRcptTo(address: SMTPServerAddress, session, callback) {
+        const s = state(session);
+        (async () => {
+          const raw =
+            address.address.toLowerCase() === "postmaster" ? `postmaster@${domains.first}` : address.address;
+          const parsed = parseAddress(raw);
+          if (parsed === "routing") {
             throw reply(
-              530,
-              "5.7.0",
-              session.secure ? "Authentication required" : "Must issue a STARTTLS command first",
+              550,
+              "5.7.1",
+              `<${raw}>: Relay access denied: routing syntax (%, !, quotes) not accepted`,
             );
           }
-          // RFC 6409 §6.1: the submission server may check the sender against the authenticated identity.
-          if (!user.addresses.includes(sender.toLowerCase())) {
-            throw reply(553, "5.7.1", `<${sender}>: Sender address not owned by user ${user.uid}`);
+          if (parsed === "too-long") throw reply(553, "5.1.3", "Address too long (RFC 5321 §4.5.3.1)");
+          if (parsed === "syntax") throw reply(553, "5.1.3", `<${raw}>: Bad recipient address syntax`);
+          let resolved: ResolvedRecipient;
+          if (domains.has(parsed.domain)) {
+            resolved = await resolveLocalRecipient(directory, domains, parsed.address);
+          } else if ((kind === "submission" && session.user) || (kind === "relay" && s.trusted)) {
+            resolved = { address: parsed.address, route: { kind: "smtp" } };
+          } else {
+            throw reply(554, "5.7.1", `<${raw}>: Relay access denied`);
           }
-        }
-        // Routing syntax in a sender is odd but harmless (nothing is sent there but DSNs); bad syntax is not.
-        const parsedSender = sender === "" ? null : parseAddress(sender);
-        if (parsedSender === "syntax" || parsedSender === "too-long") {
-          throw reply(553, "5.1.7", `<${sender}>: Sender address syntax not accepted`);
-        }
-        const err = verdictError(await tx.onMailFrom(sender));
-        if (err) throw refuse(s, err, "mail");
-      })().then(
-        () => callback(),
-        (err: unknown) => callback(asReply(s, err)),
-      );
-    },
-
-    onRcptTo(address: SMTPServerAddress, session, callback) {
-      const s = state(session);
-      (async () => {
-        const raw =
-          address.address.toLowerCase() === "postmaster" ? `postmaster@${domains.first}` : address.address;
-        const parsed = parseAddress(raw);
-        if (parsed === "routing") {
-          throw reply(
-            550,
-            "5.7.1",
-            `<${raw}>: Relay access denied: routing syntax (%, !, quotes) not accepted`,
-          );
-        }
-        if (parsed === "too-long") throw reply(553, "5.1.3", "Address too long (RFC 5321 §4.5.3.1)");
-        if (parsed === "syntax") throw reply(553, "5.1.3", `<${raw}>: Bad recipient address syntax`);
-        let resolved: ResolvedRecipient;
-        if (domains.has(parsed.domain)) {
-          resolved = await resolveLocalRecipient(directory, domains, parsed.address);
-        } else if ((kind === "submission" && session.user) || (kind === "relay" && s.trusted)) {
-          resolved = { address: parsed.address, route: { kind: "smtp" } };
-        } else {
-          throw reply(554, "5.7.1", `<${raw}>: Relay access denied`);
-        }
-        const err = verdictError(await s.tx.onRcptTo(parsed.address));
-        if (err) throw refuse(s, err, "rcpt");
-        s.rcpts.set(address.address.toLowerCase(), resolved);
-      })().then(
-        () => callback(),
-        (err: unknown) => callback(asReply(s, err)),
-      );
-    },
-
-    onData(stream, session, callback) {
-      const s = state(session);
-      (async () => {
-        const body = await readData(stream, config.maxMessageBytes);
-        if (stream.sizeExceeded) throw reply(552, "5.3.4", "Message size exceeds fixed limit");
-        const bad = checkMessage(body);
-        if (bad) {
-          s.log.info({ reply: bad.message, bytes: body.length }, "message refused");
-          throw bad;
-        }
-        const envelope = session.envelope;
-        const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
-        const rcptTo = envelope.rcptTo.map((r) => r.address);
-        const verdict = await s.tx.onData(body, { helo: session.hostNameAppearsAs || "", mailFrom, rcptTo });
-        const err = verdictError(verdict);
-        if (err) throw refuse(s, err, "data");
-
-        const id = newQueueId();
-        const now = new Date();
-        const user = session.user as AuthUser | undefined;
-        const single = rcptTo.length === 1 ? rcptTo[0] : undefined;
-        let prefix = receivedHeader({
-          helo: session.hostNameAppearsAs || "",
-          ...(session.clientHostname
-            ? { clientHostname: session.clientHostname.replace(/^\[|\]$/g, "") }
-            : {}),
-          clientAddress: session.remoteAddress,
-          byHost: hostname,
-          protocol: withProtocol({
-            esmtp: session.openingCommand === "EHLO",
-            tls: session.secure,
-            auth: Boolean(user),
-            utf8: Boolean(envelope.smtpUtf8),
-          }),
-          queueId: id,
-          ...(single ? { forRecipient: single } : {}),
-          ...(session.tlsOptions ? { tls: `${session.tlsOptions.version} ${session.tlsOptions.name}` } : {}),
-          date: now,
-        });
-        for (const [name, value] of verdict.addHeaders)
-          prefix += `${name}: ${value.replace(/[\r\n]+/g, " ")}\r\n`;
-        if (user || s.trusted) prefix += submissionHeaders(body, id, hostname, now);
-        const kept = verdict.removeHeaders?.length ? removeHeaders(body, verdict.removeHeaders) : body;
-        const message = Buffer.concat([Buffer.from(prefix), kept]);
-        if (verdict.disposition === "discard") {
-          // Postfix DISCARD: the client is told 250, the message goes nowhere.
-          s.log.info(
-            { queueId: id, from: mailFrom, rcpt: rcptTo, verdict: s.tx.record() },
-            "discarded by policy",
-          );
-          deps.metrics?.message(kind, "discarded");
-          return id;
-        }
-
-        const recipients: EnqueueRequest["recipients"] = envelope.rcptTo.map((r) => {
-          const resolved = s.rcpts.get(r.address.toLowerCase());
-          if (!resolved) throw reply(451, "4.3.0", "Recipient state lost, try again");
-          return {
-            address: resolved.address,
-            original: r.address,
-            route: resolved.route,
-            ...(r.dsn?.notify ? { notify: r.dsn.notify as NonNullable<QueuedRecipient["notify"]> } : {}),
-            ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
-          };
-        });
-        const dsn = envelope.dsn;
-        await queue.enqueue(message, {
-          id,
-          mailFrom,
-          recipients,
-          ...(dsn && (dsn.ret || dsn.envid)
-            ? {
-                dsn: {
-                  ...(dsn.ret === "FULL" || dsn.ret === "HDRS" ? { ret: dsn.ret } : {}),
-                  ...(dsn.envid ? { envid: dsn.envid } : {}),
-                },
-              }
-            : {}),
-          client: { address: session.remoteAddress, helo: session.hostNameAppearsAs || "" },
-          ...(verdict.disposition === "hold" ? { hold: true } : {}),
-        });
-        s.log.info(
-          { queueId: id, from: mailFrom, rcpt: rcptTo, bytes: message.length, verdict: s.tx.record() },
-          "queued",
+          const err = verdictError(await s.tx.onRcptTo(parsed.address));
+          if (err) throw refuse(s, err, "rcpt");
+          s.rcpts.set(address.address.toLowerCase(), resolved);
+        })().then(
+          () => callback(),
+          (err: unknown) => callback(asReply(s, err)),
         );
-        deps.metrics?.message(kind, verdict.disposition === "hold" ? "held" : "queued");
-        return id;
-      })().then(
-        (id) => callback(null, `2.0.0 Ok: queued as ${id}`),
-        (err: unknown) => {
-          deps.metrics?.message(kind, "rejected");
-          callback(asReply(s, err));
-        },
-      );
+      },
+
+      onData(stream, session, callback) {
+        const s = state(session);
+        (async () => {
+          const body = await readData(stream, config.maxMessageBytes);
+          if (stream.sizeExceeded) throw reply(552, "5.3.4", "Message size exceeds fixed limit");
+          const bad = checkMessage(body);
+          if (bad) {
+            s.log.info({ reply: bad.message, bytes: body.length }, "message refused");
+            throw bad;
+          }
+          const envelope = session.envelope;
+          const mailFrom = envelope.mailFrom ? envelope.mailFrom.address : "";
+          const rcptTo = envelope.rcptTo.map((r) => r.address);
+          const id = newQueueId();
+          const now = new Date();
+          const user = session.user as AuthUser | undefined;
+          const single = rcptTo.length === 1 ? rcptTo[0] : undefined;
+          const trace = receivedHeader({
+            helo: session.hostNameAppearsAs || "",
+            ...(s.info.clientHostname ? { clientHostname: s.info.clientHostname } : {}),
+            clientAddress: session.remoteAddress,
+            byHost: hostname,
+            protocol: withProtocol({
+              esmtp: session.openingCommand === "EHLO",
+              tls: session.secure,
+              auth: Boolean(user),
+              utf8: Boolean(envelope.smtpUtf8),
+            }),
+            queueId: id,
+            ...(single ? { forRecipient: single } : {}),
+            ...(session.tlsOptions
+              ? { tls: `${session.tlsOptions.version} ${session.tlsOptions.name}` }
+              : {}),
+            date: now,
+          });
+          // The checks see the message as it will be delivered: our Received on top (spamd's relay
+          // rules read it; without it every message scores NO_RELAYS), Date and Message-ID added
+          // for a submission, as Postfix's cleanup(8) hands header_checks its smtpd's Received.
+          const added = user || s.trusted ? submissionHeaders(body, id, hostname, now) : "";
+          const scanned = Buffer.concat([Buffer.from(trace + added), body]);
+          const verdict = await s.tx.onData(scanned, {
+            helo: session.hostNameAppearsAs || "",
+            mailFrom,
+            rcptTo,
+          });
+          const err = verdictError(verdict);
+          if (err) throw refuse(s, err, "data");
+          const message = assembleMessage(trace, scanned, verdict);
+          if (verdict.disposition === "discard") {
+            // Postfix DISCARD: the client is told 250, the message goes nowhere.
+            s.log.info(
+              { queueId: id, from: mailFrom, rcpt: rcptTo, verdict: s.tx.record() },
+              "discarded by policy",
+            );
+            deps.metrics?.message(kind, "discarded");
+            return id;
+          }
+
+          const recipients: EnqueueRequest["recipients"] = envelope.rcptTo.map((r) => {
+            const resolved = s.rcpts.get(r.address.toLowerCase());
+            if (!resolved) throw reply(451, "4.3.0", "Recipient state lost, try again");
+            return {
+              address: resolved.address,
+              original: r.address,
+              route: resolved.route,
+              ...(r.dsn?.notify ? { notify: r.dsn.notify as NonNullable<QueuedRecipient["notify"]> } : {}),
+              ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
+            };
+          });
+          const dsn = envelope.dsn;
+          await queue.enqueue(message, {
+            id,
+            mailFrom,
+            recipients,
+            ...(dsn && (dsn.ret || dsn.envid)
+              ? {
+                  dsn: {
+                    ...(dsn.ret === "FULL" || dsn.ret === "HDRS" ? { ret: dsn.ret } : {}),
+                    ...(dsn.envid ? { envid: dsn.envid } : {}),
+                  },
+                }
+              : {}),
+            client: { address: session.remoteAddress, helo: session.hostNameAppearsAs || "" },
+            ...(verdict.disposition === "hold" ? { hold: true } : {}),
+          });
+          s.log.info(
+            { queueId: id, from: mailFrom, rcpt: rcptTo, bytes: message.length, verdict: s.tx.record() },
+            "queued",
+          );
+          deps.metrics?.message(kind, verdict.disposition === "hold" ? "held" : "queued");
+          return id;
+        })().then(
+          (id) => callback(null, `2.0.0 Ok: queued as ${id}`),
+          (err: unknown) => {
+            deps.metrics?.message(kind, "rejected");
+            callback(asReply(s, err));
+          },
+        );
+      },
     },
-  });
+    gate,
+  );
 
   server.on("error", (err) => logger.error({ err, listener: kind }, "smtp server error"));
   return server;
 }
 
 type EnqueueRequest = import("../queue/types.js").EnqueueRequest;
+
+/** RFC 1123 host names only (letters, digits, hyphens, dots). */
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 function asReply(s: ConnState, err: unknown): SmtpReplyError {
   if (err instanceof SmtpReplyError) return err;

@@ -12,6 +12,7 @@ import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
 import { fsyncPath, isErrno, writeAtomic, writeSmallFile } from "./fsutil.js";
 import { acquireLock, Mutex } from "./lock.js";
+import { type Usage, withUsage } from "./quota.js";
 import type { TmpMessage } from "./save.js";
 import { dirMtimes, reconcile } from "./sync.js";
 import { StoreError } from "./types.js";
@@ -38,6 +39,8 @@ const NOTIFY_DELAY_MS = 15;
 export interface MailboxOptions {
   fsync: boolean;
   newUidValidity: () => number;
+  /** The account's Maildir++ root, where its maildirsize lives (quota.ts). */
+  accountRoot: string;
 }
 
 /** An update in progress: mutate `data` / `keywords`, set the dirty flags. */
@@ -312,6 +315,11 @@ export class Mailbox {
     };
   }
 
+  /** Runs a change that adds or removes messages under the account's quota lock, recording the delta. */
+  withUsage<T>(change: (delta: Usage) => Promise<T>): Promise<T> {
+    return withUsage(this.options.accountRoot, change);
+  }
+
   /** Group commit: appends waiting while an update runs are renamed into place and indexed together. */
   commitAppend(item: PendingAppend): Promise<{ uid: number; uidValidity: number }> {
     return new Promise((resolve, reject) => {
@@ -333,41 +341,46 @@ export class Mailbox {
               uidValidity = tx.data.uidValidity;
               const appended: IndexRecord[] = [];
               const dirs = new Set<string>();
-              for (const { item } of batch) {
-                let letters: string;
-                try {
-                  const r = flagsToLetters(item.flags, tx.keywords);
-                  letters = r.letters;
-                  if (r.added) tx.keywordsDirty = true;
-                } catch (err) {
-                  outcome.set(item, err as Error);
-                  continue;
+              // The renames make the messages count: they and their maildirsize line go together.
+              await this.withUsage(async (usage) => {
+                for (const { item } of batch) {
+                  let letters: string;
+                  try {
+                    const r = flagsToLetters(item.flags, tx.keywords);
+                    letters = r.letters;
+                    if (r.added) tx.keywordsDirty = true;
+                  } catch (err) {
+                    outcome.set(item, err as Error);
+                    continue;
+                  }
+                  const dir = item.flags.length > 0 ? "cur" : "new";
+                  const name = dir === "cur" ? curName(item.base, letters) : item.base;
+                  renameSync(item.tmpPath, join(this.path, dir, name));
+                  dirs.add(dir);
+                  const known = tx.data.records.find((r) => r.base === item.base);
+                  if (known) {
+                    outcome.set(item, known.uid);
+                    continue;
+                  }
+                  usage.bytes += item.size;
+                  usage.messages += 1;
+                  const uid = tx.data.uidNext++;
+                  tx.data.highestModseq += 1;
+                  const record: IndexRecord = {
+                    uid,
+                    modseq: tx.data.highestModseq,
+                    size: item.size,
+                    internalDate: item.internalDate,
+                    dir,
+                    letters: dir === "cur" ? letters : "",
+                    base: item.base,
+                  };
+                  tx.data.records.push(record);
+                  appended.push(record);
+                  outcome.set(item, uid);
+                  tx.dirty = true;
                 }
-                const dir = item.flags.length > 0 ? "cur" : "new";
-                const name = dir === "cur" ? curName(item.base, letters) : item.base;
-                renameSync(item.tmpPath, join(this.path, dir, name));
-                dirs.add(dir);
-                const known = tx.data.records.find((r) => r.base === item.base);
-                if (known) {
-                  outcome.set(item, known.uid);
-                  continue;
-                }
-                const uid = tx.data.uidNext++;
-                tx.data.highestModseq += 1;
-                const record: IndexRecord = {
-                  uid,
-                  modseq: tx.data.highestModseq,
-                  size: item.size,
-                  internalDate: item.internalDate,
-                  dir,
-                  letters: dir === "cur" ? letters : "",
-                  base: item.base,
-                };
-                tx.data.records.push(record);
-                appended.push(record);
-                outcome.set(item, uid);
-                tx.dirty = true;
-              }
+              });
               tx.log = appended.map((record) => ({ type: "A", record }));
               if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
             },

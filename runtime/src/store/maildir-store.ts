@@ -48,11 +48,11 @@ export function createMaildirStore(options: MaildirStoreOptions): MailStore {
   // Roots known to exist (and whose tmp/ was swept) in this process: no stat per delivery.
   const known = new Set<string>();
 
-  const acquire = (path: string): Mailbox => {
+  const acquire = (path: string, accountRoot: string): Mailbox => {
     let mailbox = mailboxes.get(path);
     if (mailbox) idle.delete(mailbox);
     if (!mailbox) {
-      mailbox = new Mailbox(path, { fsync, newUidValidity });
+      mailbox = new Mailbox(path, { fsync, newUidValidity, accountRoot });
       mailboxes.set(path, mailbox);
     }
     mailbox.refs += 1;

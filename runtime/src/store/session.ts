@@ -31,8 +31,6 @@ import type { IndexData, IndexRecord, LogEntry } from "./uidlist.js";
 export interface SessionHooks {
   /** Copies records into another mailbox of the same user; returns their new UIDs. */
   copyInto(source: Mailbox, records: IndexRecord[], target: string): Promise<CopyResult & { uids: number[] }>;
-  /** Quota bookkeeping after messages were removed. */
-  removed(bytes: number, messages: number): Promise<void>;
   release(mailbox: Mailbox): void;
   fsync: boolean;
 }
@@ -248,15 +246,14 @@ export class MaildirSession implements MailboxSession {
 
   private async remove(pick: (r: IndexRecord) => boolean): Promise<number[]> {
     const removed = await this.mailbox.update(async (tx) => {
-      const out = await removeRecords(this.mailbox.path, tx.data, pick, this.hooks.fsync);
+      const out = await removeRecords(this.mailbox.path, tx.data, pick, this.hooks.fsync, (change) =>
+        this.mailbox.withUsage(change),
+      );
       if (out.length > 0) tx.dirty = true;
       tx.log = out.map((r) => ({ type: "X", uid: r.uid }));
       return out;
     });
     if (removed.length === 0) return [];
-    await this.hooks
-      .removed(-removed.reduce((s, r) => s + r.size, 0), -removed.length)
-      .catch(() => undefined);
     const gone = new Set(removed.map((r) => r.uid));
     this.snapshot = this.snapshot.filter((m) => !gone.has(m.uid));
     for (const uid of gone) this.recentUids.delete(uid);

@@ -14,7 +14,7 @@ import { fsyncPath, isErrno, writeAtomic } from "./fsutil.js";
 import { acquireLock } from "./lock.js";
 import type { Mailbox } from "./mailbox.js";
 import { decodeFolderDir, folderDirName, normalizeName, parentsOf } from "./names.js";
-import { addUsage, invalidateUsage, readUsage } from "./quota.js";
+import { readUsage, withRecalculation, withUsage } from "./quota.js";
 import { linkTmp, toCrlf, writeTmp } from "./save.js";
 import { MaildirSession, type SessionHooks } from "./session.js";
 import {
@@ -39,7 +39,8 @@ export const SPECIAL_USES = ["\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\J
 export interface UserStoreDeps {
   fsync: boolean;
   quotaBytes: number;
-  acquire(path: string): Mailbox;
+  /** The shared Mailbox object for a folder path of the account whose Maildir++ root is `accountRoot`. */
+  acquire(path: string, accountRoot: string): Mailbox;
   release(mailbox: Mailbox): void;
 }
 
@@ -62,7 +63,7 @@ export class MaildirUserStore implements UserStore {
   }
 
   private async with<T>(name: string, fn: (mailbox: Mailbox) => Promise<T>): Promise<T> {
-    const mailbox = this.deps.acquire(this.pathOf(name));
+    const mailbox = this.deps.acquire(this.pathOf(name), this.root);
     try {
       return await fn(mailbox);
     } finally {
@@ -158,14 +159,16 @@ export class MaildirUserStore implements UserStore {
     if (name === "INBOX") throw new StoreError("NOPERM", "INBOX cannot be deleted");
     if (!(await this.exists(name))) throw new StoreError("NONEXISTENT", "mailbox does not exist");
     const aside = join(this.root, `..deleting-${randomBytes(6).toString("hex")}`);
-    try {
-      await rename(this.pathOf(name), aside);
-    } catch (err) {
-      if (isErrno(err, "ENOENT")) throw new StoreError("NONEXISTENT", "mailbox does not exist");
-      throw err;
-    }
+    // Its messages stop counting at the rename: maildirsize is recalculated after it.
+    await withRecalculation(this.root, async () => {
+      try {
+        await rename(this.pathOf(name), aside);
+      } catch (err) {
+        if (isErrno(err, "ENOENT")) throw new StoreError("NONEXISTENT", "mailbox does not exist");
+        throw err;
+      }
+    });
     await rm(aside, { recursive: true, force: true });
-    await invalidateUsage(this.root);
     const subs = await this.subscriptions();
     if (subs.includes(name)) await this.writeSubscriptions(subs.filter((s) => s !== name));
   }
@@ -189,7 +192,10 @@ export class MaildirUserStore implements UserStore {
         moves.push([name, target]);
       }
     }
-    for (const [a, b] of moves) await rename(this.pathOf(a), this.pathOf(b));
+    // Under the quota lock: a usage scan never sees a folder twice or not at all.
+    await withUsage(this.root, async () => {
+      for (const [a, b] of moves) await rename(this.pathOf(a), this.pathOf(b));
+    });
     if (this.deps.fsync) await fsyncPath(this.root);
   }
 
@@ -200,9 +206,11 @@ export class MaildirUserStore implements UserStore {
     await this.with("INBOX", (inbox) =>
       inbox.update(async (tx) => {
         const moved = tx.data.records.map((r) => ({ ...r, dir: "cur" as const }));
-        for (const r of tx.data.records) {
-          await rename(recordPath(inbox.path, r), join(target, "cur", curName(r.base, r.letters)));
-        }
+        await withUsage(this.root, async () => {
+          for (const r of tx.data.records) {
+            await rename(recordPath(inbox.path, r), join(target, "cur", curName(r.base, r.letters)));
+          }
+        });
         const data = emptyIndex(newUidValidity());
         data.records = moved;
         data.uidNext = tx.data.uidNext;
@@ -268,7 +276,7 @@ export class MaildirUserStore implements UserStore {
 
   async openMailbox(rawName: string, options?: { readOnly?: boolean }): Promise<MailboxSession> {
     const name = normalizeName(rawName);
-    const mailbox = this.deps.acquire(this.pathOf(name));
+    const mailbox = this.deps.acquire(this.pathOf(name), this.root);
     try {
       const data = await mailbox.current();
       const session = new MaildirSession(
@@ -289,7 +297,6 @@ export class MaildirUserStore implements UserStore {
   private hooks(): SessionHooks {
     return {
       copyInto: (source, records, target) => this.copyInto(source, records, target),
-      removed: (bytes, messages) => addUsage(this.root, bytes, messages),
       release: (mailbox) => this.deps.release(mailbox),
       fsync: this.deps.fsync,
     };
@@ -318,9 +325,8 @@ export class MaildirUserStore implements UserStore {
     await this.checkQuota(content.length, 1);
     return this.with(name, async (mailbox) => {
       const tmp = await writeTmp(mailbox.path, content, options?.internalDate, this.deps.fsync);
-      const result = await mailbox.commitAppend({ ...tmp, flags });
-      await addUsage(this.root, tmp.size, 1).catch(() => undefined);
-      return result;
+      // commitAppend records the usage with the rename into new/ (quota.ts).
+      return mailbox.commitAppend({ ...tmp, flags });
     });
   }
 
@@ -350,7 +356,6 @@ export class MaildirUserStore implements UserStore {
       }
       const uids = (await Promise.all(commits)).map((c) => c.uid);
       for (const [i, r] of records.entries()) mapping.push([r.uid, uids[i] as number]);
-      await addUsage(this.root, total, records.length).catch(() => undefined);
       const data = await mailbox.current();
       return { uidValidity: data.uidValidity, mapping, uids };
     });

@@ -50,13 +50,13 @@ describe("version", () => {
 });
 
 describe("Node.js version", () => {
-  it("refuses a Node.js older than 20.18.1 before loading anything (Debian 12's 18 simulated)", async () => {
+  it("refuses a Node.js older than 18.20.4 before loading anything (an old 18.19 simulated)", async () => {
     const fake =
       'data:text/javascript,Object.defineProperty(process.versions,"node",{value:"18.19.0"});' +
       'Object.defineProperty(process,"version",{value:"v18.19.0"})';
     const r = await runBundle(bundle, ["--import", fake, "--", "version"], 20_000, true);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("mailinfra needs Node.js >= 20.18.1; this is v18.19.0\n");
+    expect(r.stderr).toBe("mailinfra needs Node.js >= 18.20.4; this is v18.19.0\n");
     expect(r.stdout).toBe("");
   });
 });

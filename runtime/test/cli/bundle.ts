@@ -13,6 +13,8 @@ export const RUNTIME_DIR = resolve(fileURLToPath(new URL(".", import.meta.url)),
 export interface Bundle {
   dir: string;
   file: string;
+  /** The node that runs it (default: this process's, node 20); node18.test.ts sets Debian's node 18. */
+  node?: string;
   remove(): Promise<void>;
 }
 
@@ -46,7 +48,7 @@ export function runBundle(
       : [bundle.file, ...args];
   return new Promise((res, rej) => {
     execFile(
-      process.execPath,
+      bundle.node ?? process.execPath,
       argv,
       { cwd: bundle.dir, timeout: timeoutMs, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
       (err, stdout, stderr) => {
@@ -71,7 +73,7 @@ export interface ServeProcess {
 }
 
 export function spawnServe(bundle: Bundle, args: string[]): ServeProcess {
-  const child = spawn(process.execPath, [bundle.file, ...args], {
+  const child = spawn(bundle.node ?? process.execPath, [bundle.file, ...args], {
     cwd: bundle.dir,
     stdio: ["ignore", "pipe", "pipe"],
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },

@@ -317,6 +317,12 @@ describe("a message's way through the built bundle", () => {
     expect(status, "spamd scored it").toMatch(/^No, score=-?\d+\.\d required=5\.0 tests=/);
     expect(added.find(([n]) => n === "X-Spam-Score")?.[1]).toMatch(/^-?\d+\.\d$/);
     expect(names).not.toContain("x-spam-flag");
+    // spamd scored the message as delivered, with the MX's Received on top (INTEGRATION-BUGS.md #2).
+    expect(status).not.toMatch(/NO_RECEIVED|NO_RELAYS/);
+    // Folded filter headers stay folded (INTEGRATION-BUGS.md #3).
+    const head = raw.slice(0, raw.length - data.length);
+    expect(head).toMatch(/^Authentication-Results: [^\r\n]*\r\n[ \t]+\S/m);
+    for (const line of head.split("\r\n")) expect(line.length).toBeLessThanOrEqual(998);
 
     // The MX logged the verdict as data, with both scanners' results.
     const queued = mx1.proc.lines.find((l) => l.msg === "queued" && l.queueId === queueId);

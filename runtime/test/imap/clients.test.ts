@@ -79,6 +79,39 @@ describe("python3 imaplib", () => {
   });
 });
 
+describe("python3 imaplib with zlib: COMPRESS=DEFLATE (RFC 4978)", () => {
+  it("carries a session compressed after the OK, both ways, over implicit TLS", async () => {
+    const { stdout } = await run(
+      "python3",
+      [fileURLToPath(new URL("./clients/imaplib_compress.py", import.meta.url))],
+      {
+        env: {
+          ...process.env,
+          IMAP_HOST: "127.0.0.1",
+          IMAP_TLS_PORT: String(srv.tlsPort),
+          IMAP_USER: "bob",
+          IMAP_PASSWORD: "bob-secret-2",
+          IMAP_CAFILE: srv.certFile,
+        },
+        timeout: 30_000,
+      },
+    );
+    const r = JSON.parse(stdout) as Record<string, unknown>;
+    expect(r.capability).toMatch(/\bCOMPRESS=DEFLATE\b/);
+    expect(r.compress).toBe("OK");
+    expect(r.append).toBe("OK");
+    expect(r.select).toBe("OK");
+    expect(r.fetched_equal).toBe(true);
+    expect(r.search).toBe("1");
+    // RFC 4978 §3: a second COMPRESS is refused with [COMPRESSIONACTIVE]
+    expect(r.again_compress).toMatch(/COMPRESSIONACTIVE/);
+    // the 90 KB message really came back deflated
+    expect(r.plain_in as number).toBeGreaterThan(90_000);
+    expect(r.wire_in as number).toBeLessThan((r.plain_in as number) / 10);
+    expect(r.logout).toBe("BYE");
+  });
+});
+
 describe("curl imap:// URLs", () => {
   let netrc: string;
   const curl = async (url: string, extra: string[] = []): Promise<string> => {

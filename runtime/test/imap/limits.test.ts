@@ -5,7 +5,8 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer, type TestServer, Transcript } from "./support.js";
+import type { Directory } from "../../src/directory/types.js";
+import { memoryDirectory, startServer, type TestServer, Transcript } from "./support.js";
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -170,6 +171,31 @@ describe("connections per IP and per account", () => {
     expect(await c.cmd("l2", "LOGIN bob bob-secret-2")).toMatch(/l2 OK/);
     b.close();
     c.close();
+  });
+});
+
+describe("a client that leaves during LOGIN", () => {
+  it("holds no per-account slot afterwards", async () => {
+    const memory = memoryDirectory();
+    const slow: Directory = {
+      ...memory,
+      async authenticate(login, password) {
+        await new Promise((r) => setTimeout(r, 200));
+        return memory.authenticate(login, password);
+      },
+    };
+    const own = await startServer({ directory: slow, limits: { maxConnectionsPerUser: 1 } });
+    try {
+      const gone = await Transcript.connect(own.port);
+      gone.send("l LOGIN bob bob-secret-2\r\n");
+      gone.close(); // before the directory answers
+      await new Promise((r) => setTimeout(r, 400));
+      const next = await Transcript.connect(own.port);
+      expect(await next.cmd("l", "LOGIN bob bob-secret-2")).toMatch(/l OK/);
+      next.close();
+    } finally {
+      await own.stop();
+    }
   });
 });
 

@@ -33,6 +33,8 @@ export interface Pop3Harness {
     overrides?: Partial<Pop3Limits>;
     loginDisabledWithoutTls?: boolean;
     tls?: boolean;
+    /** Another store instance on the same root (a restarted process, or the other store node). */
+    store?: MailStore;
   }): Promise<{ port: number; tlsPort: number; service: RunningService; metrics: Registry }>;
   stop(): Promise<void>;
 }
@@ -93,7 +95,7 @@ export async function harness(): Promise<Pop3Harness> {
           logger: pino({ level: "silent" }),
           metrics,
           directory,
-          store,
+          store: options.store ?? store,
           ...(options.tls === false ? {} : { tls }),
         },
         options.overrides ? { limits: options.overrides } : {},

@@ -70,6 +70,47 @@ describe("POP3 limits", () => {
     d.close();
   });
 
+  it("maxConnectionsPerUser: a login over the limit is refused before the directory is asked", async () => {
+    const { port } = await h.start({ tls: false, limits: { maxConnectionsPerUser: 1 } });
+    const a = new Conversation(port);
+    await a.line();
+    await a.cmd("USER carol");
+    expect(await a.cmd("PASS carol-secret-3")).toMatch(/^\+OK/);
+    // login names are counted case-insensitively
+    const b = new Conversation(port);
+    await b.line();
+    await b.cmd("USER Carol");
+    // refused by the limit ([SYS/TEMP]), not by the maildrop lock ([IN-USE]); the password is not even checked
+    expect(await b.cmd("PASS wrong-anyway")).toBe(
+      "-ERR [SYS/TEMP] Too many connections for this account, try again later",
+    );
+    // a failed login gives its slot back; QUIT frees the session's
+    const c = new Conversation(port);
+    await c.line();
+    expect(await a.cmd("QUIT")).toMatch(/^\+OK/);
+    await a.waitClosed();
+    await c.cmd("USER carol");
+    expect(await c.cmd("PASS wrong")).toMatch(/^-ERR \[AUTH\]/);
+    await b.cmd("USER carol");
+    expect(await b.cmd("PASS carol-secret-3")).toMatch(/^\+OK/);
+    b.close();
+    c.close();
+  });
+
+  it("a client that leaves while its login is checked leaves no maildrop lock behind", async () => {
+    const { port } = await h.start({ tls: false });
+    const a = new Conversation(port);
+    await a.line();
+    a.send("USER carol\r\nPASS carol-secret-3");
+    a.close(); // gone before the directory answers
+    await new Promise((r) => setTimeout(r, 400));
+    const b = new Conversation(port);
+    await b.line();
+    await b.cmd("USER carol");
+    expect(await b.cmd("PASS carol-secret-3")).toMatch(/^\+OK/);
+    expect(await b.cmd("QUIT")).toMatch(/^\+OK/);
+  });
+
   it("authFailuresBeforeDelay: after that many failures every login reply waits", async () => {
     const { port } = await h.start({
       tls: false,

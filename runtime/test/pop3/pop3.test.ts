@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { readdir, writeFile } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMaildirStore, type MailStore } from "../../src/store/index.js";
 import { Conversation, harness, type Pop3Harness } from "./harness.js";
 
 const POPLIB = join(import.meta.dirname, "poplib-client.py");
@@ -102,6 +103,36 @@ describe("POP3 with poplib", () => {
     // UIDL is stable across sessions
     const again = await poplib({ port, ...BOB, steps: [["login"], ["uidl"], ["quit"]] });
     expect((again[1] as [string, string[]])[1]).toEqual([`1 ${guids[0]}`, `2 ${guids[2]}`]);
+  });
+
+  it("UIDL stays the same after a restart, on the other node, and when the index is lost or damaged", async () => {
+    for (const n of [1, 2, 3]) await deliver("carol", `Subject: keep ${n}\r\n\r\nbody ${n}\r\n`);
+    const CAROL = { user: "carol", password: "carol-secret-3" };
+    const uidl = async (p: number): Promise<string[]> => {
+      const out = await poplib({ port: p, ...CAROL, steps: [["login"], ["uidl"], ["quit"]] });
+      return (out[1] as [string, string[]])[1];
+    };
+    const first = await uidl(port);
+    expect(first).toHaveLength(3);
+    expect(new Set(first.map((l) => l.split(" ")[1])).size).toBe(3);
+    // a fresh store instance on the same root: a restarted service, or the passive node after failover
+    const stores: MailStore[] = [];
+    const fresh = (): MailStore => {
+      stores.push(createMaildirStore({ root: h.root, fsync: false, defaultQuotaBytes: 1e9 }));
+      return stores.at(-1) as MailStore;
+    };
+    const restarted = fresh();
+    expect(await uidl((await h.start({ tls: false, store: restarted })).port)).toEqual(first);
+    // the index is gone: rebuilt from the Maildir, same UIDLs in the same order
+    const inbox = join(h.root, "carol");
+    await rm(join(inbox, "mailinfra-index"));
+    await rm(join(inbox, "mailinfra-index.log"), { force: true });
+    expect(await uidl((await h.start({ tls: false, store: fresh() })).port)).toEqual(first);
+    expect(await readdir(inbox)).toContain("mailinfra-index");
+    // and damaged
+    await writeFile(join(inbox, "mailinfra-index"), "mailinfra-index 2 garbage\n\u0000\u0000");
+    expect(await uidl((await h.start({ tls: false, store: fresh() })).port)).toEqual(first);
+    for (const s of stores) await s.close();
   });
 
   it("a session that ends without QUIT deletes nothing", async () => {

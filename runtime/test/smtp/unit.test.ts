@@ -4,7 +4,10 @@ import { LocalDomains, parseAddress } from "../../src/smtp/address.js";
 import { AuthThrottle, MAX_AUTH_DELAY_MS } from "../../src/smtp/auth-throttle.js";
 import { MAX_HEADER_FIELDS, MAX_LOCAL_PART_BYTES } from "../../src/smtp/limits.js";
 import {
+  applyEdits,
+  assembleMessage,
   checkMessage,
+  foldedHeaderLine,
   hasHeader,
   receivedHeader,
   removeHeaders,
@@ -102,6 +105,46 @@ describe("headers", () => {
     );
     expect(withProtocol({ esmtp: false, tls: false, auth: false, utf8: false })).toBe("SMTP");
     expect(withProtocol({ esmtp: true, tls: true, auth: false, utf8: true })).toBe("UTF8ESMTPS");
+  });
+});
+
+describe("assembling the queued message", () => {
+  const trace = "Received: from a ([192.0.2.1])\r\n\tby mx; Mon, 1 Jan 2024 00:00:00 +0000\r\n";
+  const scanned = Buffer.from(`${trace}Subject: s\r\nX-Spam-Flag: YES\r\nX-Old: 1\r\n\r\nbody\r\n`);
+
+  it("keeps a filter header's folds (CRLF + WSP) and flattens any other line break", () => {
+    expect(foldedHeaderLine("X-Spam-Status", "No, score=0.1 tests=A,\r\n\tB,\r\n\tC")).toBe(
+      "X-Spam-Status: No, score=0.1 tests=A,\r\n\tB,\r\n\tC\r\n",
+    );
+    expect(foldedHeaderLine("X-A", "one\r\nX-Injected: 1\nthree\r\n two")).toBe(
+      "X-A: one X-Injected: 1 three\r\n two\r\n",
+    );
+  });
+
+  it("puts the verdict's headers right below our Received, after edits and removals", () => {
+    const at = scanned.indexOf("X-Old");
+    const out = assembleMessage(trace, scanned, {
+      addHeaders: [
+        ["X-Spam-Status", "No, score=0.1 tests=A,\r\n\tB"],
+        ["Authentication-Results", "mx;\r\n dkim=none"],
+      ],
+      removeHeaders: ["x-spam-flag"],
+      edits: [{ start: at, end: at + "X-Old: 1\r\n".length, text: "X-New: 2\r\n" }],
+    }).toString();
+    expect(out).toBe(
+      `${trace}X-Spam-Status: No, score=0.1 tests=A,\r\n\tB\r\nAuthentication-Results: mx;\r\n dkim=none\r\nSubject: s\r\nX-New: 2\r\n\r\nbody\r\n`,
+    );
+  });
+
+  it("applies edits in order and drops one that overlaps an earlier one", () => {
+    const m = Buffer.from("abcdef");
+    const out = applyEdits(m, [
+      { start: 4, end: 5, text: "E" },
+      { start: 0, end: 2, text: "" },
+      { start: 1, end: 3, text: "X" },
+      { start: 6, end: 6, text: "!" },
+    ]);
+    expect(out.toString()).toBe("cdEf!");
   });
 });
 

@@ -26,6 +26,8 @@ export default command({
   async handler(s, a) {
     if (a.mailbox === "") throw bad("Empty mailbox name");
     if (a.mailbox === "INBOX") throw no("INBOX always exists", "ALREADYEXISTS");
+    // The mailbox itself first: a name or USE the store refuses leaves nothing behind.
+    await s.user!.createMailbox(a.mailbox, a.specialUse ? { specialUse: a.specialUse } : undefined);
     // RFC 3501 §6.3.3: superior hierarchy names are created as needed
     const parts = a.mailbox.split("/");
     for (let i = 1; i < parts.length; i++) {
@@ -33,7 +35,6 @@ export default command({
         if (!(err instanceof StoreError && err.code === "ALREADYEXISTS")) throw err;
       });
     }
-    await s.user!.createMailbox(a.mailbox, a.specialUse ? { specialUse: a.specialUse } : undefined);
     return undefined;
   },
 });
