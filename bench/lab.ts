@@ -100,10 +100,15 @@ async function main(): Promise<number> {
         (r ? `   / ${s(r.spanMs).padStart(7)} ${s(r.busyMs).padStart(7)}` : ""),
     );
   }
-  const slow = [...first.steps].sort((a, b) => (b.ms ?? 0) - (a.ms ?? 0)).slice(0, 5);
-  console.log("  slowest steps:");
-  for (const st of slow)
-    console.log(`    ${s(st.ms ?? 0).padStart(7)}  ${names[st.host ?? ""] ?? st.host}  ${st.name}`);
+  for (const [label, r] of [
+    ["first apply", first],
+    ["re-apply", second],
+  ] as const) {
+    const slow = [...r.steps].sort((a, b) => (b.ms ?? 0) - (a.ms ?? 0)).slice(0, 5);
+    console.log(`  slowest steps (${label}):`);
+    for (const st of slow)
+      console.log(`    ${s(st.ms ?? 0).padStart(7)}  ${names[st.host ?? ""] ?? st.host}  ${st.name}`);
+  }
 
   if (!keep) {
     const d = await lab(["down"]);

@@ -1,8 +1,12 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { SERVICES } from "../runtime/src/cli/services.js";
 import { stackSettings } from "../test/deployer/harness.js";
 import { deriveConfig, parseStackSettings, type StackConfig, type StackSecrets } from "./config.js";
-import { RUNTIME_SERVICES, renderRuntimeYaml } from "./render/index.js";
+import { RUNTIME_SERVICES, renderRuntimeYaml, renderSystemdUnit } from "./render/index.js";
 import {
   BUILT_SERVICES,
   heartbeatManaged,
@@ -131,6 +135,28 @@ describe("runtime values per host", () => {
     expect(unitParams(lab, host(lab, "store1"), "lmtp").environment).toEqual({ UV_THREADPOOL_SIZE: "64" });
     expect(unitParams(lab, host(lab, "store1"), "pop3").environment).toEqual({ UV_THREADPOOL_SIZE: "64" });
     expect(unitParams(lab, host(lab, "mx1"), "smtp").environment).toEqual({ UV_THREADPOOL_SIZE: "32" });
+  });
+
+  it("renders units (with their environment) that systemd-analyze verify accepts", () => {
+    const dir = mkdtempSync(join(tmpdir(), "mailinfra-units-"));
+    try {
+      for (const [h, service] of [
+        ["store1", "imap"],
+        ["mx1", "smtp"],
+      ] as const) {
+        // verify checks that ExecStart's binary exists: use this machine's node.
+        const p = { ...unitParams(lab, host(lab, h), service), nodePath: process.execPath };
+        const text = renderSystemdUnit(p);
+        expect(text).toMatch(/^Environment="UV_THREADPOOL_SIZE=(64|32)"$/m);
+        const file = join(dir, `mailinfra-${service}.service`);
+        writeFileSync(file, text);
+        const r = spawnSync("systemd-analyze", ["verify", "--man=no", file], { encoding: "utf8" });
+        expect(`${r.stdout}${r.stderr}`.trim(), `${h} ${service}`).toBe("");
+        expect(r.status).toBe(0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("names one read-only service account per role that runs services", () => {

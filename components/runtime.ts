@@ -84,19 +84,21 @@ export function installScript(
       (x) => `put ${STAGE_DIR}/unit-${x.service} /etc/systemd/system/${unitName(x.service)} 0644 root:root`,
     ),
     `[ -e ${RESTART_MARKER} ] && changed=1`,
+    "started=0",
     'if [ "$changed" = 1 ]; then systemctl daemon-reload; fi',
     ...boot.map((unit) =>
       [
         `systemctl enable -q ${unit}`,
-        `if [ "$changed" = 1 ]; then systemctl restart ${unit}; echo "restarted ${unit}";`,
-        `elif ! systemctl is-active -q ${unit}; then systemctl start ${unit}; echo "started ${unit}"; fi`,
+        `if [ "$changed" = 1 ]; then systemctl restart ${unit}; started=1; echo "restarted ${unit}";`,
+        `elif ! systemctl is-active -q ${unit}; then systemctl start ${unit}; started=1; echo "started ${unit}"; fi`,
       ].join("\n"),
     ),
     ...managed.map(
       (unit) =>
         `if [ "$changed" = 1 ] && systemctl is-active -q ${unit}; then systemctl restart ${unit}; echo "restarted ${unit} (active node)"; fi`,
     ),
-    boot.length > 0 && `sleep ${SETTLE_SECONDS}`,
+    // Only a service (re)started here must prove it stays up; a no-op run does not wait.
+    boot.length > 0 && `if [ "$started" = 1 ]; then sleep ${SETTLE_SECONDS}; fi`,
     ...boot.map(
       (unit) =>
         `systemctl is-active -q ${unit} || { echo "mailinfra: ${unit} is not running:" >&2; journalctl -u ${unit} -n 30 --no-pager >&2; exit 1; }`,

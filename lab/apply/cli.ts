@@ -76,15 +76,18 @@ function hostNames(t: Topology): Record<string, string> {
   return names;
 }
 
-function howToReach(t: Topology): string {
+function howToReach(t: Topology, report: ApplyReport): string {
+  const services = report.outputs?.services as Record<string, { notInThisBuild?: string[] }> | undefined;
+  const lacks = (h: string, service: string) =>
+    services?.[h]?.notInThisBuild?.includes(service) ? " (not in this runtime build yet)" : "";
   const lines = [
     "",
     "The lab is deployed. From this machine:",
     `  hosts       ${HOST_NAMES.map((h) => `${h} ${t.addresses[h]}`).join(", ")}`,
-    `  mail store  ${t.vip} (the store pair's virtual IP: IMAP 143, POP3 110, LMTP 24, ManageSieve 4190)`,
+    `  mail store  ${t.vip} (the store pair's virtual IP: IMAP 143/993, POP3 110/995, LMTP 24${lacks("store1", "managesieve") ? "" : ", ManageSieve 4190"})`,
     `  MX          ${t.addresses.mx1}:25, ${t.addresses.mx2}:25`,
     `  submission  ${t.addresses.relay1}:587, ${t.addresses.relay2}:587`,
-    `  webmail     http://${t.addresses.webmail1}/, http://${t.addresses.webmail2}/`,
+    `  webmail     http://${t.addresses.webmail1}/, http://${t.addresses.webmail2}/${lacks("webmail1", "webmail")}`,
     `  LDAP        ldap://${t.addresses.ldap1} (provider), ldap://${t.addresses.ldap2} (replica)`,
     "  a shell     npm run lab:ssh -- <host>     (e.g. npm run lab:ssh -- store1)",
     "  status      npm run lab:status",
@@ -121,7 +124,7 @@ export async function applyCli(
   console.log(summary(report, hostNames(t)));
   const missing = notInThisBuild(report);
   if (missing) console.log(missing);
-  if (cmd === "deploy" && report.ok) console.log(howToReach(t));
+  if (cmd === "deploy" && report.ok) console.log(howToReach(t, report));
   // Non-zero before exit also keeps the SDK from reporting the failed steps'
   // never-settled dependents as leaked promises.
   process.exitCode = report.ok ? 0 : 1;

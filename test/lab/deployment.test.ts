@@ -116,11 +116,12 @@ async function ldapDns(h: HostName): Promise<string[]> {
   return out.split("\n").filter(Boolean);
 }
 
-/** mailinfra-* units on a host: name → ActiveState. */
+/** mailinfra-* units installed on a host (unit files, loaded or not): name → ActiveState. */
 async function runtimeUnits(h: HostName): Promise<Map<string, string>> {
   const out = await sh(
     h,
-    "systemctl list-units 'mailinfra-*' --all --plain --no-legend --no-pager | awk '{print $1, $3}'",
+    "for u in $(systemctl list-unit-files 'mailinfra-*' --no-legend --no-pager | awk '{print $1}'); do " +
+      'echo "$u $(systemctl is-active "$u" || true)"; done',
   );
   return new Map(
     out

@@ -135,6 +135,8 @@ const Pop3Section = z.object({
   listen: z.array(ListenAddress).default([]),
   tlsListen: z.array(ListenAddress).default([]),
   loginDisabledWithoutTls: z.boolean().default(false),
+  /** Once an address has failed authFailuresBeforeDelay times, each further login reply waits this long. */
+  authFailureDelayMs: z.number().int().nonnegative().default(2000),
   limits: ConnectionLimits,
 });
 

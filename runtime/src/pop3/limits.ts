@@ -32,14 +32,17 @@ export const MAX_ARG_CHARS = 40;
 /** TLS handshake must finish within this (STLS and implicit TLS). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 
-export function limitsFromConfig(c: {
-  maxLineBytes: number;
-  maxBadCommands: number;
-  idleTimeoutSeconds: number;
-  maxConnectionsPerIp: number;
-  maxConnectionsPerUser: number;
-  authFailuresBeforeDelay: number;
-}): Pop3Limits {
+export function limitsFromConfig(
+  c: {
+    maxLineBytes: number;
+    maxBadCommands: number;
+    idleTimeoutSeconds: number;
+    maxConnectionsPerIp: number;
+    maxConnectionsPerUser: number;
+    authFailuresBeforeDelay: number;
+  },
+  authFailureDelayMs = AUTH_FAILURE_DELAY_MS,
+): Pop3Limits {
   return {
     maxLineBytes: c.maxLineBytes,
     maxBadCommands: c.maxBadCommands,
@@ -47,6 +50,6 @@ export function limitsFromConfig(c: {
     maxConnectionsPerIp: c.maxConnectionsPerIp,
     maxConnectionsPerUser: c.maxConnectionsPerUser,
     authFailuresBeforeDelay: c.authFailuresBeforeDelay,
-    authFailureDelayMs: AUTH_FAILURE_DELAY_MS,
+    authFailureDelayMs,
   };
 }

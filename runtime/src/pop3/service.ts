@@ -40,7 +40,7 @@ export async function startPop3(
     throw new Error("runtime.yaml: pop3.loginDisabledWithoutTls needs the `tls` section (STLS)");
   }
   const logger = ctx.logger.child({ service: "pop3" });
-  const limits: Pop3Limits = { ...limitsFromConfig(pop3.limits), ...options.limits };
+  const limits: Pop3Limits = { ...limitsFromConfig(pop3.limits, pop3.authFailureDelayMs), ...options.limits };
   const secureContext = secureContextOf(ctx.tls);
   const logins = new Counter({
     name: "mailinfra_pop3_logins_total",

@@ -58,6 +58,8 @@ interface Group {
 export class QueueRunner {
   private readonly due = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Just enqueued, not attempted yet: envelope and bytes as written (no state file exists). */
+  private readonly fresh = new Map<string, { envelope: QueuedEnvelope; message: Buffer }>();
   private readonly destinations: KeyedSemaphore;
   private readonly sessions = new SessionPool();
   private readonly resolver: Resolver;
@@ -79,9 +81,15 @@ export class QueueRunner {
     this.schedule();
   }
 
-  /** A message was just committed: deliver it now. */
-  notify(envelope: QueuedEnvelope): void {
+  /**
+   * A message was just committed: deliver it now. With `message` (the bytes
+   * just written) the first attempt needs no read of the queue file.
+   */
+  notify(envelope: QueuedEnvelope, message?: Buffer): void {
     if (envelope.hold) return;
+    if (message && this.fresh.size < MAX_MESSAGES_IN_FLIGHT) {
+      this.fresh.set(envelope.id, { envelope: structuredClone(envelope), message });
+    }
     this.due.set(envelope.id, envelope.nextAttemptAt);
     this.kick();
   }
@@ -175,7 +183,10 @@ export class QueueRunner {
 
   private async attempt(id: string): Promise<void> {
     const { store, config, logger } = this.options;
-    const loaded = await store.loadWithMessage(id);
+    const fresh = this.fresh.get(id);
+    this.fresh.delete(id);
+    // A fresh message has no state file yet; ops may have removed it since (checked before the end).
+    const loaded = fresh ?? (await store.loadWithMessage(id));
     if (!loaded || loaded.envelope.hold) {
       this.due.delete(id);
       return;
@@ -236,17 +247,19 @@ export class QueueRunner {
     }
     await this.sendDsns(env, message);
 
-    if (!(await store.exists(id))) {
-      this.due.delete(id);
-      return;
-    }
     if (env.recipients.some((r) => r.status === "pending")) {
+      if (!(await store.exists(id))) {
+        this.due.delete(id);
+        return;
+      }
       env.nextAttemptAt =
         now + backoffSeconds(env.attempts, config.retryInitialSeconds, config.retryMaxSeconds) * 1000;
       await store.save(env);
       this.due.set(id, env.nextAttemptAt);
     } else {
-      await store.remove(id);
+      // remove() is false when ops removed it meanwhile; nothing is left either way.
+      // A fresh message that ends in one attempt never had a state file to delete.
+      await store.remove(id, { state: !fresh || groups.length > 1 });
       this.due.delete(id);
       log.info({ attempts: env.attempts }, "message done");
     }

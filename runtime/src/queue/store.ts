@@ -189,7 +189,7 @@ export class QueueStore {
   }
 
   /** Removes a message: the queue file (the commit point) first. false when it was not there. */
-  async remove(id: string): Promise<boolean> {
+  async remove(id: string, options: { state?: boolean } = {}): Promise<boolean> {
     if (!isQueueId(id)) return false;
     try {
       await unlink(this.messagePath(id));
@@ -197,7 +197,8 @@ export class QueueStore {
       if (missing(err)) return false;
       throw err;
     }
-    await rm(this.statePath(id), { force: true });
+    // state: false when the caller knows no state file was ever written (saves a syscall per message).
+    if (options.state !== false) await rm(this.statePath(id), { force: true });
     return true;
   }
 

@@ -441,6 +441,18 @@ export function createListener(deps: ListenerDeps): SMTPServer {
               ...(r.dsn?.orcpt ? { orcpt: r.dsn.orcpt } : {}),
             };
           });
+          // header_checks(5) REDIRECT replaces every recipient; BCC adds one, as with NOTIFY=NEVER.
+          if (verdict.redirect) {
+            recipients.splice(0, recipients.length, {
+              address: verdict.redirect,
+              original: verdict.redirect,
+              route: { kind: "resolve" },
+            });
+          }
+          for (const bcc of verdict.bcc ?? []) {
+            if (recipients.some((r) => r.address.toLowerCase() === bcc)) continue;
+            recipients.push({ address: bcc, original: bcc, route: { kind: "resolve" }, notify: ["NEVER"] });
+          }
           const dsn = envelope.dsn;
           await queue.enqueue(message, {
             id,

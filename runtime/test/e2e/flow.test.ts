@@ -36,6 +36,10 @@ import {
 const ACCOUNTS: TestAccount[] = [
   { uid: "alice", mail: "alice@example.org", password: "alice-e2e-pw-1", aliases: ["a.liddell@example.org"] },
   { uid: "bob", mail: "bob@example.org", password: "bob-e2e-pw-2" },
+  // The second shard: LDAP mailHost names store2 (127.0.0.2, same LMTP port as the VIP).
+  { uid: "dave", mail: "dave@example.org", password: "dave-e2e-pw-3", mailHost: "127.0.0.2" },
+  // Forwarded by mailRoutingAddress to alice (a list-like alias kept as an account).
+  { uid: "erin", mail: "erin@example.org", password: "erin-e2e-pw-4", routingAddress: "alice@example.org" },
 ];
 const [ALICE, BOB] = ACCOUNTS as [TestAccount, TestAccount];
 /** RFC 5782 §5: 127.0.0.2 is the entry every blocklist lists, 127.0.0.1 the one none does. */
@@ -55,10 +59,11 @@ const procs = new Processes(() => {
 });
 let dnsServer = "";
 let storeRoot = "";
+let store2Root = "";
 let lmtpPort = 0;
 let mx1Port = 0;
-const files = { store: "", mx1: "", mx2: "", relay: "" };
-const svc: Partial<Record<"lmtp" | "imap" | "pop3" | "mx1" | "mx2" | "relay", Service>> = {};
+const files = { store: "", store2: "", mx1: "", mx2: "", relay: "" };
+const svc: Partial<Record<"lmtp" | "lmtp2" | "imap" | "pop3" | "mx1" | "mx2" | "relay", Service>> = {};
 
 function need<K extends keyof typeof svc>(name: K): Service {
   const s = svc[name];
@@ -100,6 +105,7 @@ function queueSection(name: string) {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "mailinfra-e2e-"));
   storeRoot = join(dir, "store");
+  store2Root = join(dir, "store2");
   // Everything independent starts at once: the bundle, the directory, DNS and the two scanners.
   const [b, l, dns, spamd, clamd, cert] = await Promise.allSettled([
     buildBundle(),
@@ -138,6 +144,12 @@ beforeAll(async () => {
     return files.store;
   });
   svc.lmtp = store.service;
+  files.store2 = await writeConfig(dir, "store2", {
+    host: host("store2.example.org", ["store"]),
+    ldap: ldapSection(ok(l)),
+    store: { root: store2Root },
+    lmtp: { listen: [`127.0.0.2:${lmtpPort}`] },
+  });
 
   const smtp = { domains: ["example.org"], reverseLookup: false };
   const scanners = { spamd: ok(spamd).port, clamd: ok(clamd).port };
@@ -157,9 +169,10 @@ beforeAll(async () => {
     queue: queueSection("relay1"),
     filter: filterSection(scanners, 12),
   });
-  const [imap, pop3, mx1, mx2, relay] = await Promise.all([
+  const [imap, pop3, lmtp2, mx1, mx2, relay] = await Promise.all([
     procs.serve("imap", files.store),
     procs.serve("pop3", files.store),
+    procs.serve("lmtp", files.store2, "lmtp2"),
     // mx1 is restarted after kill -9 on the same port.
     procs.serveOnFreePort("smtp", "mx1", async (port) => {
       mx1Port = port;
@@ -175,7 +188,7 @@ beforeAll(async () => {
     procs.serve("smtp", files.mx2, "mx2"),
     procs.serve("smtp", files.relay, "relay1"),
   ]);
-  Object.assign(svc, { imap, pop3, mx1: mx1.service, mx2, relay });
+  Object.assign(svc, { imap, pop3, lmtp2, mx1: mx1.service, mx2, relay });
 }, 90_000);
 
 afterAll(async () => {
@@ -331,6 +344,12 @@ describe("a message's way through the built bundle", () => {
     expect(checks.find((c) => c.check === "dnsbl")?.outcome, JSON.stringify(checks)).toBe("pass");
     expect(checks.find((c) => c.check === "clamd")?.outcome).toBe("pass");
     expect(checks.find((c) => c.check === "spamd")?.outcome).toMatch(/pass|ham|ok/);
+    // Each check's result and score, and the policy that decided, as the statistics load them.
+    const verdict = queued?.verdict as Record<string, unknown>;
+    expect(verdict).toMatchObject({ action: "accept", decidedBy: "none", stage: "data" });
+    expect(typeof verdict.score).toBe("number");
+    expect(typeof (checks.find((c) => c.check === "spamd") as { score?: unknown })?.score).toBe("number");
+    for (const c of checks) expect(["pass", "fail", "error", "skip"]).toContain(c.outcome);
 
     // Bob reads over POP3: the same message, his own trace.
     await delivered("bob", id, mx1, need("lmtp"));
@@ -368,6 +387,36 @@ describe("a message's way through the built bundle", () => {
     const relay = await python("smtp", mxRequest(mx1.port(), data, ["someone@elsewhere.test"]));
     expect(relay.rcpt?.[0]?.[0]).toBe(554);
     expect(relay.rcpt?.[0]?.[1]).toMatch(/^5\.7\.1 .*Relay access denied/);
+  });
+
+  it("mailHost routes dave's copy by LMTP to store2; mailRoutingAddress forwards erin's to alice", async () => {
+    const id = messageId("route");
+    const data = rfc5322({
+      from: "sender@remote.test",
+      to: "dave@example.org, erin@example.org",
+      subject: "routing",
+      id,
+      body: ["two shards"],
+    });
+    const sent = await python(
+      "smtp",
+      mxRequest(need("mx1").port(), data, ["dave@example.org", "erin@example.org"]),
+    );
+    expect(sent.data?.[0]).toBe(250);
+    const onStore2 = await waitUntil(
+      `${id} in dave's Maildir on store2`,
+      async () => {
+        const found = await mailboxFiles(store2Root, "dave", id);
+        return found.length > 0 ? found : undefined;
+      },
+      DELIVERY_TIMEOUT_MS,
+      () => [need("mx1"), need("lmtp2")].map((s) => s.tail()).join("\n"),
+    );
+    expect(onStore2).toHaveLength(1);
+    expect(await mailboxFiles(storeRoot, "dave", id)).toEqual([]);
+    const forwarded = await delivered("alice", id, need("mx1"), need("lmtp"));
+    expect(forwarded).toHaveLength(1);
+    expect(await mailboxFiles(storeRoot, "erin", id)).toEqual([]);
   });
 
   it("GTUBE: mx1 rejects it at DATA (spamRejectScore 12); mx2 (tag only) files it with X-Spam-Flag: YES", async () => {

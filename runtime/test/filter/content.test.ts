@@ -211,7 +211,8 @@ describe("header_checks, mime_header_checks, body_checks on whole messages", () 
   it("PREPEND, HOLD and DISCARD are carried in the verdict", async () => {
     const p = await data(["From: Dean <dean@campus.example.edu>", "Subject: hi"]);
     expect(p.action).toBe("accept");
-    expect(p.addHeaders[0]).toEqual(["X-Forged-Campus", "possibly"]);
+    // header_checks(5): the PREPEND line goes immediately before the header that matched.
+    expect(p.edits).toEqual([{ start: 0, end: 0, text: "X-Forged-Campus: possibly\r\n" }]);
     const h = await data(["X-List-Server: legacy-listserv", "Subject: hi"]);
     expect(h.disposition).toBe("hold");
     const d = await data(["Subject: URGENT NOTICE"]);

@@ -118,7 +118,14 @@ describe("map actions", () => {
     ["HOLD why", { kind: "hold", text: "why" }],
     ["DISCARD", { kind: "discard", text: "" }],
     ["IGNORE", { kind: "ignore" }],
-    ["REDIRECT a@b", { kind: "unsupported", verb: "REDIRECT", text: "a@b" }],
+    ["REDIRECT a@b", { kind: "redirect", address: "a@b" }],
+    ["BCC archive@example.org", { kind: "bcc", address: "archive@example.org" }],
+    ["REPLACE X-A: b", { kind: "replace", text: "X-A: b" }],
+    ["STRIP removed", { kind: "strip", text: "removed" }],
+    [
+      "FILTER smtp:[127.0.0.1]:10025",
+      { kind: "unsupported", verb: "FILTER", text: "smtp:[127.0.0.1]:10025" },
+    ],
   ])("%s", (text, expected) => {
     expect(parseMapAction(text)).toEqual(expected);
   });

@@ -238,6 +238,22 @@ describe("a client that disconnects mid-APPEND", () => {
     u.close();
   });
 
+  it("leaves no partial message with a non-synchronizing literal (LITERAL+) either", async () => {
+    const t = await Transcript.connect(srv.port);
+    await t.cmd("l", "LOGIN small small-secret-3");
+    await t.cmd("c", "CREATE CutPlus");
+    t.send(`a APPEND CutPlus (\\Seen) {3000+}\r\nSubject: cut\r\n\r\n${"y".repeat(1500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+    t.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const dir = join(srv.root, "small", ".CutPlus");
+    for (const sub of ["tmp", "new", "cur"]) expect(await readdir(join(dir, sub))).toEqual([]);
+    const u = await Transcript.connect(srv.port);
+    await u.cmd("l", "LOGIN small small-secret-3");
+    expect(await u.cmd("s", "STATUS CutPlus (MESSAGES)")).toMatch(/MESSAGES 0/);
+    u.close();
+  });
+
   it("over quota gets [OVERQUOTA] and stores nothing", async () => {
     const t = await Transcript.connect(srv.port);
     await t.cmd("l", "LOGIN small small-secret-3");

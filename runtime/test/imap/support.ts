@@ -9,7 +9,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { Registry } from "prom-client";
 import type { Account, Directory } from "../../src/directory/types.js";
 import type { ImapLimits } from "../../src/imap/limits.js";
@@ -108,7 +108,12 @@ export async function selfSigned(): Promise<{ key: Buffer; cert: Buffer; certFil
 }
 
 export async function startServer(
-  options: { limits?: Partial<ImapLimits>; loginDisabledWithoutTls?: boolean; directory?: Directory } = {},
+  options: {
+    limits?: Partial<ImapLimits>;
+    loginDisabledWithoutTls?: boolean;
+    directory?: Directory;
+    logger?: Logger;
+  } = {},
 ): Promise<TestServer> {
   const root = await mkdtemp(join(tmpdir(), "imap-store-"));
   const store = createMaildirStore({ root, fsync: false, defaultQuotaBytes: 50 * 1024 ** 2 });
@@ -116,7 +121,7 @@ export async function startServer(
   const server = new ImapServer({
     directory: options.directory ?? memoryDirectory(),
     store,
-    logger: pino({ level: process.env.IMAP_TEST_LOG ?? "silent" }),
+    logger: options.logger ?? pino({ level: process.env.IMAP_TEST_LOG ?? "silent" }),
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     tls: { key: cert.key, cert: cert.cert },
     loginDisabledWithoutTls: options.loginDisabledWithoutTls ?? false,

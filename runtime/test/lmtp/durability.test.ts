@@ -18,6 +18,7 @@ let dir: string;
 let trace: string;
 let child: ChildProcess;
 let port: number;
+let serverPid = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "lmtp-fsync-"));
@@ -46,8 +47,11 @@ beforeAll(async () => {
     let out = "";
     child.stdout?.on("data", (d: Buffer) => {
       out += d.toString();
-      const m = /port (\d+)\n/.exec(out);
-      if (m) resolve(Number(m[1]));
+      const m = /port (\d+) pid (\d+)\n/.exec(out);
+      if (m) {
+        serverPid = Number(m[2]);
+        resolve(Number(m[1]));
+      }
     });
     child.on("exit", (code) => reject(new Error(`strace/lmtp child exited with ${code}`)));
   });
@@ -57,8 +61,9 @@ afterAll(async () => {
   if (child && child.exitCode === null) {
     await new Promise<void>((resolve) => {
       child.once("exit", () => resolve());
-      // strace passes the signal on to the traced server
-      child.kill("SIGTERM");
+      // the traced server by its PID: strace ends with it
+      if (serverPid) process.kill(serverPid, "SIGTERM");
+      else child.kill("SIGKILL");
     });
   }
   if (dir) await rm(dir, { recursive: true, force: true });

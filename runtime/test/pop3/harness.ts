@@ -7,7 +7,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { RuntimeConfigSchema } from "../../src/config/schema.js";
 import { createDirectory } from "../../src/directory/index.js";
@@ -30,11 +30,14 @@ export interface Pop3Harness {
   tmp: string;
   start(options?: {
     limits?: Record<string, number>;
+    /** More keys of the runtime.yaml `pop3` section. */
+    pop3?: Record<string, unknown>;
     overrides?: Partial<Pop3Limits>;
     loginDisabledWithoutTls?: boolean;
     tls?: boolean;
     /** Another store instance on the same root (a restarted process, or the other store node). */
     store?: MailStore;
+    logger?: Logger;
   }): Promise<{ port: number; tlsPort: number; service: RunningService; metrics: Registry }>;
   stop(): Promise<void>;
 }
@@ -86,13 +89,14 @@ export async function harness(): Promise<Pop3Harness> {
           tlsListen: options.tls === false ? [] : ["127.0.0.1:0"],
           loginDisabledWithoutTls: options.loginDisabledWithoutTls ?? false,
           limits: options.limits ?? {},
+          ...options.pop3,
         },
       });
       const metrics = new Registry();
       const service = await startPop3(
         {
           config,
-          logger: pino({ level: "silent" }),
+          logger: options.logger ?? pino({ level: "silent" }),
           metrics,
           directory,
           store: options.store ?? store,

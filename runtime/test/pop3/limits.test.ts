@@ -115,7 +115,7 @@ describe("POP3 limits", () => {
     const { port } = await h.start({
       tls: false,
       limits: { authFailuresBeforeDelay: 2 },
-      overrides: { authFailureDelayMs: 600 },
+      pop3: { authFailureDelayMs: 600 },
     });
     const c = new Conversation(port);
     await c.line();

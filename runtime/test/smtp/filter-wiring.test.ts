@@ -29,6 +29,10 @@ beforeAll(async () => {
       "/^Subject:.*tag-me/        PREPEND X-Tagged: by-header-checks",
       "/^Subject:.*throw-away/    DISCARD",
       "/^Subject:.*hold-me/       HOLD",
+      "/^Subject:.*redirect-me/   REDIRECT bob@example.org",
+      "/^Subject:.*bcc-me/        BCC dave@example.org",
+      "/^X-Drop-Me:/              IGNORE",
+      "/^X-Old-Name: (.*)/        REPLACE X-New-Name: $1",
       "",
     ].join("\n"),
   );
@@ -152,6 +156,32 @@ describe("verdicts at the SMTP edge", () => {
     expect((await new QueueStore(queueDir).load(id))?.hold).toBe(true);
     expect(await runQueueCommand(queueDir, ["release", id], io)).toBe(0);
     await waitDelivered("hold-me please");
+  });
+
+  it("REDIRECT delivers to the map's address only; BCC adds a copy", async () => {
+    expect((await mx("redirect-me now")).output).toMatch(/250 2\.0\.0 Ok: queued as/);
+    const redirected = await waitDelivered("redirect-me now");
+    expect(redirected.to).toEqual(["bob@example.org"]);
+    expect((await mx("bcc-me too")).output).toMatch(/250 2\.0\.0 Ok: queued as/);
+    // The BCC recipient is routed at delivery like any other: dave lives on the second store (mailHost).
+    await waitDelivered("bcc-me too");
+    const deadline = Date.now() + 10_000;
+    while (!world.lmtp2.messages.some((m) => m.data.toString().includes("bcc-me too"))) {
+      if (Date.now() > deadline) throw new Error("no BCC copy on dave's store");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(delivered("bcc-me too")?.to).toEqual(["alice@example.org"]);
+    expect(world.lmtp2.messages.find((m) => m.data.toString().includes("bcc-me too"))?.to).toEqual([
+      "dave@example.org",
+    ]);
+  });
+
+  it("IGNORE removes a header and REPLACE rewrites one, in place", async () => {
+    await mx("edited headers", ["--add-header", "X-Drop-Me: 1", "--add-header", "X-Old-Name: kept value"]);
+    const text = (await waitDelivered("edited headers")).data.toString();
+    expect(text).not.toMatch(/^X-Drop-Me:/m);
+    expect(text).not.toMatch(/^X-Old-Name:/m);
+    expect(text).toMatch(/^X-New-Name: kept value\r$/m);
   });
 
   it("python smtplib sees the same 550 for a rejected message", async () => {

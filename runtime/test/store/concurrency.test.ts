@@ -42,7 +42,7 @@ function startLmtpChild(): Promise<number> {
     let out = "";
     proc.stdout?.on("data", (d: Buffer) => {
       out += d.toString();
-      const m = /port (\d+)\n/.exec(out);
+      const m = /port (\d+) pid \d+\n/.exec(out);
       if (m) resolve(Number(m[1]));
     });
     proc.on("exit", (code) => reject(new Error(`lmtp child exited with ${code}`)));

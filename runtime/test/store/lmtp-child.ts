@@ -1,6 +1,6 @@
 // Child process for the concurrency tests: an LMTP server on its own store
 // instance (a separate process, as on the store host), accounts in memory.
-// Prints "port <n>" once listening; stops on SIGTERM.
+// Prints "port <n> pid <pid>" once listening; stops on SIGTERM.
 import { pino } from "pino";
 import { createLmtpServer } from "../../src/lmtp/server.js";
 import { createMaildirStore } from "../../src/store/index.js";
@@ -17,7 +17,8 @@ const server = createLmtpServer({
 });
 server.listen(0, "127.0.0.1", () => {
   const address = server.server.address();
-  process.stdout.write(`port ${typeof address === "object" && address ? address.port : 0}\n`);
+  const port = typeof address === "object" && address ? address.port : 0;
+  process.stdout.write(`port ${port} pid ${process.pid}\n`);
 });
 process.on("SIGTERM", () => {
   server.close(() => {

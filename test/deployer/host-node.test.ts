@@ -1,0 +1,79 @@
+// The Host component's Node.js check: the minimum comes from the runtime's
+// package.json engines (else the root's), and the check runs the real node.
+import { readFileSync } from "node:fs";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+import { baseScript, minimumNode, nodeCheckLines } from "../../components/host.js";
+import { REPO } from "./harness.js";
+
+const pkg = (rel: string) =>
+  JSON.parse(readFileSync(`${REPO}${rel}`, "utf8")) as { engines?: { node?: string } };
+
+/** Runs the check lines with /bin/sh against this machine's node. */
+async function check(min: string): Promise<{ code: number; out: string }> {
+  const lines = `fail() { echo "$*" >&2; exit 1; }\n${nodeCheckLines(process.execPath, { version: min, from: "runtime/package.json" })}\necho ok`;
+  const r = await execa("sh", ["-eu", "-c", lines], { reject: false });
+  return { code: r.exitCode ?? 1, out: `${r.stdout}${r.stderr}` };
+}
+
+describe("Host: Node.js for the bundle", () => {
+  it("takes the minimum from runtime/package.json engines.node, else the root package.json", () => {
+    const runtimeEngines = pkg("runtime/package.json").engines?.node;
+    const want = runtimeEngines ?? pkg("package.json").engines?.node;
+    const min = minimumNode();
+    expect(min.from).toBe(runtimeEngines ? "runtime/package.json" : "package.json");
+    expect(want).toMatch(
+      new RegExp(`^>=\\s*${min.version.replace(/\.0$/, "(\\.0)?").replaceAll(".", "\\.")}`),
+    );
+    const files: Record<string, string> = {
+      "../runtime/package.json": JSON.stringify({ name: "r" }),
+      "../package.json": JSON.stringify({ engines: { node: ">=20.18" } }),
+    };
+    expect(minimumNode((f) => files[f]!)).toEqual({ version: "20.18.0", from: "package.json" });
+    files["../runtime/package.json"] = JSON.stringify({ engines: { node: ">=18.20.4" } });
+    expect(minimumNode((f) => files[f]!)).toEqual({ version: "18.20.4", from: "runtime/package.json" });
+    files["../runtime/package.json"] = JSON.stringify({ engines: { node: "^18 || ^20" } });
+    expect(() => minimumNode((f) => files[f]!)).toThrow(
+      'runtime/package.json: engines.node "^18 || ^20": expected the form ">=X.Y.Z"',
+    );
+  });
+
+  it("puts the check in the base step of hosts that run the bundle only", () => {
+    const args = {
+      roles: ["mx"] as const,
+      user: { name: "mailinfra", uid: 990 },
+      prefix: "/opt/mailinfra",
+      nodePath: "/usr/bin/node",
+      minimumNode: { version: "18.20.4", from: "runtime/package.json" },
+    };
+    expect(baseScript(args, true)).toContain(
+      "Node.js >= 18.20.4 (runtime/package.json engines.node) is needed",
+    );
+    expect(baseScript(args, false)).not.toContain("Node.js");
+  });
+
+  it("passes on a node new enough and fails with a clear message otherwise", async () => {
+    const [a, b, c] = process.versions.node.split(".").map(Number) as [number, number, number];
+    for (const ok of [`${a}.${b}.${c}`, `${a}.${b}.0`, `${a - 2}.99.99`])
+      expect((await check(ok)).out, ok).toBe("ok");
+    for (const tooNew of [`${a}.${b}.${c + 1}`, `${a}.${b + 1}.0`, `${a + 1}.0.0`]) {
+      const r = await check(tooNew);
+      expect(r.code, tooNew).toBe(1);
+      expect(r.out).toBe(
+        `Node.js >= ${tooNew} (runtime/package.json engines.node) is needed at ${process.execPath} (runtime.nodePath), found v${process.versions.node}`,
+      );
+    }
+    const missing = await execa(
+      "sh",
+      [
+        "-eu",
+        "-c",
+        `fail() { echo "$*" >&2; exit 1; }\n${nodeCheckLines("/nonexistent/node", { version: "18.0.0", from: "package.json" })}`,
+      ],
+      { reject: false },
+    );
+    expect(missing.stderr).toBe(
+      "Node.js >= 18.0.0 (package.json engines.node) is needed at /nonexistent/node (runtime.nodePath): not found",
+    );
+  });
+});
