@@ -20,14 +20,19 @@
  * Our MX greets loopback clients at once (smtp.greeting.exemptNetworks, like
  * postscreen's permit_mynetworks); Postfix runs plain smtpd, no postscreen.
  *
+ * Both systems stay up side by side and every phase alternates between them
+ * for ROUNDS rounds (this machine is shared: its other load then falls on
+ * both alike); the ratios are medians of the per-round ratios. The cost of
+ * each filter check is bench/filter.ts's job.
+ *
  *   UV_THREADPOOL_SIZE=32 npx tsx bench/smtp.ts
- *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ONLY=mailinfra)
+ *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ROUNDS ONLY=mailinfra)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RuntimeConfigSchema } from "../runtime/src/config/schema.js";
@@ -39,7 +44,8 @@ const SESSIONS = Number(process.env.SESSIONS ?? 20);
 const SIZE = Number(process.env.SIZE ?? 4096);
 const USERS = Number(process.env.USERS ?? 20);
 const HOLD = Number(process.env.HOLD ?? 10_000);
-const POSTAL_SECONDS = Number(process.env.POSTAL_SECONDS ?? 15);
+const POSTAL_SECONDS = Number(process.env.POSTAL_SECONDS ?? 10);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const DOMAIN = "bench.example";
 
 async function freePort(): Promise<number> {
@@ -148,14 +154,23 @@ interface Phase {
   deliveredPerSecond: number;
 }
 
-interface Figures {
+type PhaseName = "perConnection" | "reused" | "postal";
+const PHASES: Record<PhaseName, string> = {
   /** One message per connection (smtp-source default): connection setup and greeting count. */
-  perConnection: Phase;
+  perConnection: "smtp-source, 1 msg/connection",
   /** smtp-source -d: each session sends its messages over one connection. */
-  reused: Phase;
+  reused: "smtp-source -d (reused)      ",
   /** postal, one message per connection, for POSTAL_SECONDS. */
-  postal: Phase;
-  stored: number;
+  postal: "postal, 1 msg/connection     ",
+};
+
+/** A system under test, up and warmed; idle while the other one is measured. */
+interface System {
+  name: string;
+  port: number;
+  /** Where its Maildirs are. */
+  mail: string;
+  stop(): Promise<void>;
 }
 
 /**
@@ -206,27 +221,18 @@ async function postalLoad(port: number, mail: string, before: number, dir: strin
   return { acceptedPerSecond: got / ran, deliveredPerSecond: got / ((lastStoredAt - started) / 1000) };
 }
 
-/** All phases against one running system; `mail` already holds `base` files. */
-async function phases(
-  port: number,
-  mail: string,
-  base: number,
-  dir: string,
-): Promise<Omit<Figures, "stored">> {
-  const measure = async (reuse: boolean, before: number): Promise<Phase> => {
-    const started = performance.now();
-    const accepted = await load(port, MESSAGES, reuse);
-    await waitStored(mail, before + MESSAGES);
-    const delivered = (performance.now() - started) / 1000;
-    return { acceptedPerSecond: MESSAGES / accepted, deliveredPerSecond: MESSAGES / delivered };
-  };
-  const perConnection = await measure(false, base);
-  const reused = await measure(true, base + MESSAGES);
-  const postal = await postalLoad(port, mail, base + 2 * MESSAGES, dir);
-  return { perConnection, reused, postal };
+/** One phase against a running system whose Maildirs are complete (nothing in flight). */
+async function measure(sys: System, phase: PhaseName, dir: string): Promise<Phase> {
+  const before = await countFiles(sys.mail);
+  if (phase === "postal") return postalLoad(sys.port, sys.mail, before, dir);
+  const started = performance.now();
+  const accepted = await load(sys.port, MESSAGES, phase === "reused");
+  await waitStored(sys.mail, before + MESSAGES);
+  const delivered = (performance.now() - started) / 1000;
+  return { acceptedPerSecond: MESSAGES / accepted, deliveredPerSecond: MESSAGES / delivered };
 }
 
-async function ours(dir: string): Promise<Figures> {
+async function ours(dir: string): Promise<System> {
   const accounts: TestAccount[] = Array.from({ length: USERS }, (_, u) => ({
     uid: `user${u}`,
     mail: `user${u}@${DOMAIN}`,
@@ -237,6 +243,11 @@ async function ours(dir: string): Promise<Figures> {
   await mkdir(mail, { recursive: true });
   const store = spawnTsx(join(import.meta.dirname, "lmtp-server.ts"), [mail]);
   let mx: ReturnType<typeof spawnTsx> | undefined;
+  const stop = async () => {
+    if (mx) await stopChild(mx.child);
+    await stopChild(store.child);
+    await slapd.stop();
+  };
   try {
     const lmtpPort = await store.port;
     const config = RuntimeConfigSchema.parse({
@@ -262,14 +273,10 @@ async function ours(dir: string): Promise<Figures> {
     mx = spawnTsx(join(import.meta.dirname, "smtp-server.ts"), [file]);
     const port = await mx.port;
     await warmUp(port, mail);
-    const figures = await phases(port, mail, USERS, dir);
-    const held = await holdSessions(port, HOLD);
-    console.log(`mailinfra MX   : ${held} of ${HOLD} concurrent SMTP sessions held (each got its 220)`);
-    return { ...figures, stored: (await countFiles(mail)) - USERS - 2 * MESSAGES };
-  } finally {
-    if (mx) await stopChild(mx.child);
-    await stopChild(store.child);
-    await slapd.stop();
+    return { name: "mailinfra      ", port, mail, stop };
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }
 
@@ -370,7 +377,7 @@ service lmtp {
   return { child, port, mail: join(base, "mail") };
 }
 
-async function postfix(dir: string): Promise<Figures> {
+async function postfix(dir: string): Promise<System> {
   const base = join(dir, "postfix");
   const conf = join(base, "etc");
   await mkdir(conf, { recursive: true });
@@ -378,6 +385,11 @@ async function postfix(dir: string): Promise<Figures> {
   await chmod(base, 0o755);
   const dovecot = await dovecotLmtp(join(base, "dovecot"));
   const port = await freePort();
+  let started = false;
+  const stop = async () => {
+    if (started) await run("postfix", ["-c", conf, "stop"]).catch(() => undefined);
+    await stopChild(dovecot.child);
+  };
   try {
     await writeFile(
       join(conf, "vmailbox"),
@@ -428,7 +440,8 @@ biff = no
     await chown(join(base, "data"), Number(pw[2]), Number(pw[3]));
     await run("postfix", ["-c", conf, "check"]).catch(() => undefined);
     await run("postfix", ["-c", conf, "start"]);
-    try {
+    started = true;
+    {
       const deadline = Date.now() + 15_000;
       for (;;) {
         const up = await new Promise<boolean>((resolve) => {
@@ -448,47 +461,73 @@ biff = no
         await new Promise((r) => setTimeout(r, 100));
       }
       await warmUp(port, dovecot.mail);
-      const figures = await phases(port, dovecot.mail, USERS, base);
-      return { ...figures, stored: (await countFiles(dovecot.mail)) - USERS - 2 * MESSAGES };
-    } finally {
-      await run("postfix", ["-c", conf, "stop"]).catch(() => undefined);
+      return { name: "postfix+dovecot", port, mail: dovecot.mail, stop };
     }
-  } finally {
-    await stopChild(dovecot.child);
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }
 
+const median = (xs: number[]): number => {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = Math.floor(a.length / 2);
+  return a.length % 2 ? (a[m] ?? 0) : ((a[m - 1] ?? 0) + (a[m] ?? 0)) / 2;
+};
+
 const dir = await mkdtemp(join(tmpdir(), "bench-smtp-"));
+const systems: System[] = [];
 try {
   console.log(
-    `SMTP → queue (fsync) → LMTP → Maildir (fsync): ${MESSAGES} messages of ${SIZE} bytes, ${SESSIONS} parallel smtp-source sessions, ${USERS} recipients`,
+    `SMTP → queue (fsync) → LMTP → Maildir (fsync): ${MESSAGES} messages of ${SIZE} bytes per smtp-source run, postal for ${POSTAL_SECONDS} s, ${SESSIONS} parallel sessions, ${USERS} recipients, ${ROUNDS} alternating rounds, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "32 (set for the runtime's processes)"}`,
   );
-  const a = await ours(dir);
-  const show = (name: string, f: Figures) => {
-    for (const [label, p] of [
-      ["smtp-source, 1 msg/connection", f.perConnection],
-      ["smtp-source -d (reused)      ", f.reused],
-      ["postal, 1 msg/connection     ", f.postal],
-    ] as const) {
+  // Both systems stay up side by side; each phase alternates between them, round
+  // after round, so the machine's other load falls on both alike.
+  systems.push(await ours(dir));
+  if (process.env.ONLY !== "mailinfra") systems.push(await postfix(dir));
+  const results = new Map<string, Phase[]>();
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const phase of Object.keys(PHASES) as PhaseName[]) {
+      for (const sys of round % 2 ? systems : [...systems].reverse()) {
+        const p = await measure(sys, phase, dir);
+        const key = `${sys.name}|${phase}`;
+        results.set(key, [...(results.get(key) ?? []), p]);
+        console.log(
+          `round ${round} ${sys.name} ${PHASES[phase]}: ${p.acceptedPerSecond.toFixed(1)} accepted/s, ${p.deliveredPerSecond.toFixed(1)} delivered/s`,
+        );
+      }
+    }
+  }
+  console.log(
+    `\nmedians of ${ROUNDS} rounds (load average now ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}):`,
+  );
+  for (const sys of systems) {
+    for (const phase of Object.keys(PHASES) as PhaseName[]) {
+      const ps = results.get(`${sys.name}|${phase}`) ?? [];
       console.log(
-        `${name} ${label}: ${p.acceptedPerSecond.toFixed(1)} accepted/s, ${p.deliveredPerSecond.toFixed(1)} delivered/s`,
+        `${sys.name} ${PHASES[phase]}: ${median(ps.map((p) => p.acceptedPerSecond)).toFixed(1)} accepted/s, ${median(ps.map((p) => p.deliveredPerSecond)).toFixed(1)} delivered/s`,
       );
     }
-  };
-  show("mailinfra      ", a);
-  if (process.env.ONLY === "mailinfra") process.exit(0);
-  const b = await postfix(dir);
-  show("postfix+dovecot", b);
-  const labels = {
-    perConnection: "smtp-source, 1 msg/connection",
-    reused: "smtp-source -d (reused)      ",
-    postal: "postal, 1 msg/connection     ",
-  } as const;
-  for (const key of ["perConnection", "reused", "postal"] as const) {
-    console.log(
-      `ratio mailinfra/postfix, ${labels[key]}: accepted ${(a[key].acceptedPerSecond / b[key].acceptedPerSecond).toFixed(2)}, delivered ${(a[key].deliveredPerSecond / b[key].deliveredPerSecond).toFixed(2)}`,
-    );
+  }
+  const [a, b] = systems;
+  if (a && b) {
+    for (const phase of Object.keys(PHASES) as PhaseName[]) {
+      const pa = results.get(`${a.name}|${phase}`) ?? [];
+      const pb = results.get(`${b.name}|${phase}`) ?? [];
+      // Per round (the two ran back to back), then the median of the rounds.
+      const ratio = (f: (p: Phase) => number) => median(pa.map((p, i) => f(p) / f(pb[i] ?? p))).toFixed(2);
+      console.log(
+        `ratio mailinfra/postfix, ${PHASES[phase]}: accepted ${ratio((p) => p.acceptedPerSecond)}, delivered ${ratio((p) => p.deliveredPerSecond)}`,
+      );
+    }
+  }
+  if (a && HOLD > 0) {
+    const held = await holdSessions(a.port, HOLD);
+    console.log(`mailinfra MX: ${held} of ${HOLD} concurrent SMTP sessions held (each got its 220)`);
   }
 } finally {
+  for (const sys of systems.reverse()) await sys.stop().catch(() => undefined);
   await rm(dir, { recursive: true, force: true });
 }

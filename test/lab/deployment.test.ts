@@ -1,18 +1,23 @@
 // The lab stack deployed by the project's own program (index.ts) into 11 fresh
 // hosts, then checked as ops would: SSH, the SAN, the VIP, Heartbeat, LDAP
-// replication, the runtime's services; and a re-apply that changes nothing.
-import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+// replication, the runtime's services and their /healthz; a re-apply that
+// changes nothing, one that restarts only what a changed setting touches; the
+// store pair's one certificate; mail sent to each MX and submitted on each
+// relay, read over IMAP and POP3 on the VIP (Python's own clients); and a power
+// cut of the active store, after which the mail is still there.
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse } from "yaml";
+import { parse, stringify } from "yaml";
 import { TLS_CERT, TLS_KEY } from "../../components/tls.js";
 import type { ApplyReport } from "../../lab/apply/applier.js";
 import { REPORT_FILE } from "../../lab/apply/cli.js";
 import { run } from "../../lab/exec.js";
 import { paths, REPO_ROOT } from "../../lab/paths.js";
-import { HOST_NAMES, type HostName, SAN_DEVICE, SAN_HOSTS } from "../../lab/topology.js";
+import { HOST_NAMES, type HostName, LAB_STACK_FILE, SAN_DEVICE, SAN_HOSTS } from "../../lab/topology.js";
 import { SERVICES } from "../../runtime/src/cli/services.js";
 import { addr, lab, labLock, leftovers, sh, topology } from "./helpers.js";
 
@@ -140,6 +145,11 @@ async function vipCertificate(): Promise<string> {
   return r.stdout.trim();
 }
 
+/** A Postfix header_checks rule (regexp table) the lab adds on a re-apply. */
+const PROBE_RULE = "/^Subject:.*lab-reject-probe/ REJECT no probes here";
+/** Set once the MX hosts run with PROBE_RULE. */
+let headerChecksOn = false;
+
 const MAIL_CLIENT = join(REPO_ROOT, "test/lab/mail-client.py");
 const RUN_TAG = `${Date.now()}`;
 const LOGIN = "labuser";
@@ -174,6 +184,13 @@ async function expectMailbox(args: string[], subjects: readonly string[]): Promi
   expect(got).toEqual(expect.arrayContaining([...subjects]));
 }
 
+/** RFC 2307 {SSHA}: base64(SHA-1(password + salt) + salt); the directory never holds the clear text. */
+function ssha(password: string): string {
+  const salt = randomBytes(8);
+  const digest = createHash("sha1").update(password).update(salt).digest();
+  return `{SSHA}${Buffer.concat([digest, salt]).toString("base64")}`;
+}
+
 /** The test account, added once on the LDAP provider (root over ldapi://, the LDIF on stdin). */
 let accountOnce: Promise<void> | undefined;
 function testAccount(): Promise<void> {
@@ -191,7 +208,7 @@ function testAccount(): Promise<void> {
       "sn: User",
       `mail: ${MAILBOX}`,
       `mailLocalAddress: ${MAILBOX}`,
-      `userPassword: ${PASSWORD}`,
+      `userPassword: ${ssha(PASSWORD)}`,
       "",
     ].join("\n");
     await sh("ldap1", "ldapadd -Q -Y EXTERNAL -H ldapi:/// >/dev/null", ldif);
@@ -386,6 +403,32 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     expect(r.code, r.out).toBe(0);
   });
 
+  it("a changed setting restarts only the services that use it (header_checks: the MX hosts)", async () => {
+    const before = await Promise.all(HOST_NAMES.map((h) => sh(h, STARTED)));
+    // The lab stack with one more header_checks rule (a copy: stacks/ stays as it is).
+    const doc = parse(readFileSync(LAB_STACK_FILE, "utf8")) as {
+      config: Record<string, Record<string, unknown>>;
+    };
+    doc.config["mailinfra:filtering"] = { ...doc.config["mailinfra:filtering"], headerChecks: [PROBE_RULE] };
+    const dir = mkdtempSync(join(tmpdir(), "mailinfra-lab-stack-"));
+    const stackFile = join(dir, "Pulumi.lab.yaml");
+    writeFileSync(stackFile, stringify(doc));
+    try {
+      const r = await lab(["apply", "--no-build", "--stack-file", stackFile, ...programArgs]);
+      expect(r.code, r.out).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const after = await Promise.all(HOST_NAMES.map((h) => sh(h, STARTED)));
+    const restarted = HOST_NAMES.filter((_, i) => after[i] !== before[i]);
+    expect(restarted).toEqual(["mx1", "mx2"]);
+    for (const h of ["mx1", "mx2"] as const) {
+      expect(await sh(h, "cat /etc/mailinfra/maps/header_checks")).toBe(PROBE_RULE);
+      expect(await sh(h, "systemctl is-active mailinfra-smtp")).toBe("active");
+    }
+    headerChecksOn = true;
+  });
+
   it("both stores serve ONE certificate for the VIP's names, the one seen on the VIP", async () => {
     const cert = (h: HostName) =>
       sh(
@@ -405,11 +448,20 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
   it("a message sent to each MX is readable over IMAP and POP3 on the VIP", async () => {
     await testAccount();
     const subjects = (["mx1", "mx2"] as const).map((h) => `via-${h}-${RUN_TAG}`);
-    for (const [i, h] of (["mx1", "mx2"] as const).entries()) {
-      const r = await mailClient(["send", addr(h), "25", "someone@example.org", MAILBOX, subjects[i]!]);
-      expect(r.refused, h).toEqual({});
-      delivered.push(subjects[i]!);
-    }
+    // Both at once: each MX holds a new client's greeting for a few seconds (early-talker check).
+    const sent = await Promise.all(
+      (["mx1", "mx2"] as const).map((h, i) =>
+        mailClient(["send", addr(h), "25", "someone@example.org", MAILBOX, subjects[i]!]),
+      ),
+    );
+    for (const r of sent) expect(r.refused).toEqual({});
+    delivered.push(...subjects);
+    // The header_checks rule the previous test added rejects at DATA, on each MX.
+    if (headerChecksOn)
+      for (const h of ["mx1", "mx2"] as const)
+        await expect(
+          mailClient(["send", addr(h), "25", "someone@example.org", MAILBOX, `lab-reject-probe-${h}`]),
+        ).rejects.toThrow(/\b5\d\d\b.*no probes here/);
     const vip = topology.vip;
     await expectMailbox(["imap", vip, "143"], subjects);
     await expectMailbox(["imap", vip, "993", "--ssl"], subjects);

@@ -88,7 +88,9 @@ export class QueueRunner {
   notify(envelope: QueuedEnvelope, message?: Buffer): void {
     if (envelope.hold) return;
     if (message && this.fresh.size < MAX_MESSAGES_IN_FLIGHT) {
-      this.fresh.set(envelope.id, { envelope: structuredClone(envelope), message });
+      // Its own copy: the attempt mutates recipients' state (cheaper than structuredClone per message).
+      const copy = { ...envelope, recipients: envelope.recipients.map((r) => ({ ...r })) };
+      this.fresh.set(envelope.id, { envelope: copy, message });
     }
     this.due.set(envelope.id, envelope.nextAttemptAt);
     this.kick();

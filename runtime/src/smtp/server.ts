@@ -499,6 +499,11 @@ const HOST_NAME =
 
 function asReply(s: ConnState, err: unknown): SmtpReplyError {
   if (err instanceof SmtpReplyError) return err;
+  if ((err as { code?: unknown }).code === "ECONNECTION") {
+    // The client hung up in the middle of DATA: nothing was queued, nobody to answer.
+    s.log.info({ reason: (err as Error).message }, "client left during DATA");
+    return reply(451, "4.3.0", "Connection closed during DATA");
+  }
   s.log.error({ err }, "transaction failed");
   return reply(451, "4.3.0", "Local error in processing, try again later");
 }

@@ -23,6 +23,7 @@ export async function removeRecords(
   shouldRemove: (r: IndexRecord) => boolean,
   fsync: boolean,
   withUsage: UsageChange,
+  syncs: Promise<void>[],
 ): Promise<IndexRecord[]> {
   const removed: IndexRecord[] = [];
   const kept: IndexRecord[] = [];
@@ -40,7 +41,9 @@ export async function removeRecords(
       delta.messages -= 1;
     }
   });
-  if (fsync) for (const dir of new Set(removed.map((r) => r.dir))) await fsyncPath(join(mailboxPath, dir));
+  // Started here, awaited by the caller's update with the index write (Tx.syncs).
+  if (fsync)
+    for (const dir of new Set(removed.map((r) => r.dir))) syncs.push(fsyncPath(join(mailboxPath, dir)));
   data.records = kept;
   data.highestModseq += 1;
   return removed;

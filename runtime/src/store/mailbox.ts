@@ -55,6 +55,12 @@ export interface Tx {
    * An update that leaves it unset while dirty rewrites the index.
    */
   log?: LogEntry[];
+  /**
+   * Directory fsyncs the update started (after its renames or unlinks): run
+   * alongside the index write, and both done before update() resolves — two
+   * waits for the disk in parallel instead of one after the other.
+   */
+  syncs?: Promise<void>[];
 }
 
 /** The log is folded into a new index once it is this big (readers parse it whole). */
@@ -256,17 +262,25 @@ export class Mailbox {
         // Appends without flags never need the keyword list: save the read.
         const keywords = options.keywords === false ? [] : [...(await this.keywords())];
         const tx: Tx = { data, keywords, dirty, keywordsDirty: false };
-        const result = await fn(tx);
-        if (tx.keywordsDirty && options.keywords !== false)
-          await writeKeywords(this.path, tx.keywords, this.options.fsync);
+        let result: T;
+        try {
+          result = await fn(tx);
+          if (tx.keywordsDirty && options.keywords !== false)
+            await writeKeywords(this.path, tx.keywords, this.options.fsync);
+        } catch (err) {
+          await Promise.allSettled(tx.syncs ?? []);
+          throw err;
+        }
+        const writes = [...(tx.syncs ?? [])];
         if (tx.dirty) {
           const logBytes = state?.data === undefined ? 0 : state.logBytes;
           if (tx.log && !reconciled && state && !state.torn && logBytes < MAX_INDEX_LOG_BYTES) {
-            await this.appendLog(tx.data, tx.log, logBytes, state.baseKey);
+            writes.push(this.appendLog(tx.data, tx.log, logBytes, state.baseKey));
           } else {
-            await this.writeIndex(tx.data);
+            writes.push(this.writeIndex(tx.data));
           }
         }
+        for (const r of await Promise.allSettled(writes)) if (r.status === "rejected") throw r.reason;
         if (tx.dirty || tx.keywordsDirty) this.scheduleNotify();
         return result;
       } finally {
@@ -382,7 +396,7 @@ export class Mailbox {
                 }
               });
               tx.log = appended.map((record) => ({ type: "A", record }));
-              if (this.options.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
+              if (this.options.fsync) tx.syncs = [...dirs].map((dir) => fsyncPath(join(this.path, dir)));
             },
             { keywords: batch.some(({ item }) => item.flags.length > 0) },
           );

@@ -17,8 +17,8 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, openSync, statSync, writeSync } from "node:fs";
-import { readdir, readFile, stat, unlink } from "node:fs/promises";
+import { constants, statSync } from "node:fs";
+import { appendFile, readdir, readFile, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { parseName } from "./filename.js";
 import { isErrno, writeAtomic } from "./fsutil.js";
@@ -208,20 +208,16 @@ async function recalculate(userRoot: string, limitBytes: number): Promise<Usage>
 }
 
 /** Appends one usage line; a missing file stays missing (the next read recalculates). Under the quota lock. */
-function appendLine(userRoot: string, bytes: number, messages: number): void {
+async function appendLine(userRoot: string, bytes: number, messages: number): Promise<void> {
   if (bytes === 0 && messages === 0) return;
   const file = join(userRoot, QUOTA_FILE);
   const line = `${bytes} ${messages}\n`;
   const before = cache.get(file);
   try {
-    // O_APPEND without O_CREAT. Synchronous: a short write to the page cache
-    // (not fsynced: recalculable) is cheaper than a thread-pool round trip.
-    const fd = openSync(file, constants.O_WRONLY | constants.O_APPEND);
-    try {
-      writeSync(fd, line);
-    } finally {
-      closeSync(fd);
-    }
+    // O_APPEND without O_CREAT; not fsynced (recalculable). On the thread pool:
+    // a write that extends a file can wait for the journal while fsyncs commit
+    // it, and the event loop must not wait with it.
+    await appendFile(file, line, { flag: constants.O_WRONLY | constants.O_APPEND });
   } catch (err) {
     if (isErrno(err, "ENOENT")) return;
     throw err;
@@ -249,7 +245,7 @@ export async function withUsage<T>(userRoot: string, change: (partial: Usage) =>
       return await change(delta);
     } finally {
       try {
-        appendLine(userRoot, delta.bytes, delta.messages);
+        await appendLine(userRoot, delta.bytes, delta.messages);
       } catch {
         // the file is only bookkeeping: a failed line is fixed by the next recalculation
         await unlink(join(userRoot, QUOTA_FILE)).catch(() => undefined);

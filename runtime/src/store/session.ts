@@ -246,8 +246,14 @@ export class MaildirSession implements MailboxSession {
 
   private async remove(pick: (r: IndexRecord) => boolean): Promise<number[]> {
     const removed = await this.mailbox.update(async (tx) => {
-      const out = await removeRecords(this.mailbox.path, tx.data, pick, this.hooks.fsync, (change) =>
-        this.mailbox.withUsage(change),
+      tx.syncs = [];
+      const out = await removeRecords(
+        this.mailbox.path,
+        tx.data,
+        pick,
+        this.hooks.fsync,
+        (change) => this.mailbox.withUsage(change),
+        tx.syncs,
       );
       if (out.length > 0) tx.dirty = true;
       tx.log = out.map((r) => ({ type: "X", uid: r.uid }));
