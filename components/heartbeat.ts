@@ -20,7 +20,7 @@ import {
 
 export interface HeartbeatNode {
   name: string;
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   /** What must be in place on this node first (SAN entry, runtime units). */
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }

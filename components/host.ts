@@ -17,6 +17,7 @@ import {
   script,
   sha256,
   shq,
+  stageDirLine,
 } from "./remote.js";
 
 /** Debian packages per role; `openssl` and `ca-certificates` everywhere (TLS). */
@@ -66,13 +67,32 @@ export function packagesFor(roles: readonly Role[]): string[] {
   return [...new Set([...BASE_PACKAGES, ...roles.flatMap((r) => ROLE_PACKAGES[r])])].sort();
 }
 
+/**
+ * Installs those of `pkgs` dpkg does not report installed, and only those: a host
+ * that has them all never asks apt (so hosts without a package mirror work).
+ * Expects `fail` to be defined.
+ */
+export function packageLines(pkgs: readonly string[]): string {
+  return [
+    `missing=""`,
+    `for p in ${pkgs.join(" ")}; do`,
+    `  dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"`,
+    "done",
+    'if [ -n "$missing" ]; then',
+    '  echo "installing:$missing"',
+    "  apt-get update -q || fail 'apt-get update failed: no package mirror? install these packages by hand:'\"$missing\"",
+    "  apt-get install -y -q --no-install-recommends $missing",
+    "fi",
+  ].join("\n");
+}
+
 export interface RuntimeUser {
   name: string;
   uid: number;
 }
 
 export interface HostArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   roles: readonly Role[];
   user: RuntimeUser;
   /** Install prefix of the bundle. */
@@ -85,26 +105,22 @@ export interface HostArgs {
 }
 
 /** The base script: packages, Node.js, user, directories. Pure, so tests read it. */
-export function baseScript(args: Omit<HostArgs, "connection" | "bundlePath">, withRuntime: boolean): string {
+export function baseScript(
+  args: Omit<HostArgs, "connection" | "bundlePath">,
+  withRuntime: boolean,
+  sshUser = "root",
+): string {
   const pkgs = packagesFor(args.roles);
   const u = args.user;
   return script(
     "export DEBIAN_FRONTEND=noninteractive",
     'fail() { echo "mailinfra: $(uname -n): $*" >&2; exit 1; }',
-    `missing=""`,
-    `for p in ${pkgs.join(" ")}; do`,
-    `  dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"`,
-    "done",
-    'if [ -n "$missing" ]; then',
-    '  echo "installing:$missing"',
-    "  apt-get update -q || fail 'apt-get update failed: no package mirror? install these packages by hand:'\"$missing\"",
-    "  apt-get install -y -q --no-install-recommends $missing",
-    "fi",
+    packageLines(pkgs),
     withRuntime && nodeCheckLines(args.nodePath, args.minimumNode ?? minimumNode()),
     `getent group ${u.name} >/dev/null || groupadd --system -g ${u.uid} ${u.name}`,
     `id -u ${u.name} >/dev/null 2>&1 || useradd --system -u ${u.uid} -g ${u.name} -d /var/lib/${u.name} -s /usr/sbin/nologin ${u.name}`,
     `[ "$(id -u ${u.name})" = ${u.uid} ] || fail "user ${u.name} has uid $(id -u ${u.name}), expected ${u.uid} (runtime.uid): the store pair must share it"`,
-    `install -d -m 0700 -o root -g root ${STAGE_DIR}`,
+    stageDirLine(sshUser),
     `install -d -m 0755 -o root -g root ${shq(args.prefix)}`,
     `install -d -m 0750 -o root -g ${u.name} /etc/mailinfra /etc/mailinfra/maps`,
     `install -d -m 0750 -o ${u.name} -g ${u.name} /etc/mailinfra/secrets /var/lib/${u.name} /var/spool/${u.name}`,
@@ -131,14 +147,15 @@ export class Host extends pulumi.ComponentResource {
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:host:Host", name, {}, opts);
     const withRuntime = args.bundlePath !== undefined;
+    const base = baseScript(args, withRuntime, args.connection.user);
     this.base = hostCommand(
       `${name}-base`,
       {
         connection: args.connection,
-        create: baseScript(args, withRuntime),
+        create: base,
         // Packages and the user stay (other software may use them); what the deploy created goes.
         delete: script(`rm -rf ${STAGE_DIR} ${shq(args.prefix)} /etc/mailinfra`),
-        triggers: [sha256(baseScript(args, withRuntime))],
+        triggers: [sha256(base)],
       },
       { parent: this, customTimeouts: STEP_TIMEOUTS },
     );

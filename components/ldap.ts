@@ -82,7 +82,7 @@ export function baseEntriesLdif(
 export interface LdapNode {
   name: string;
   address: string;
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 

@@ -13,7 +13,11 @@ import { createHash } from "node:crypto";
 import { remote, type types } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 
-export type Connection = types.input.remote.ConnectionArgs;
+/**
+ * The SSH connection, with the user as a plain string: a step knows statically
+ * whether it runs as root or must go through `sudo -n` (see asRoot).
+ */
+export type Connection = Omit<types.input.remote.ConnectionArgs, "user"> & { user: string };
 
 /** Root-only directory where files are staged before they are installed. */
 export const STAGE_DIR = "/var/lib/mailinfra-deploy";
@@ -75,7 +79,7 @@ export interface StagedFile {
  */
 export function stageFile(
   resourceName: string,
-  connection: pulumi.Input<Connection>,
+  connection: Connection,
   file: StagedFile,
   opts: pulumi.CustomResourceOptions,
 ): remote.CopyToRemote {
@@ -108,8 +112,34 @@ export function connectionFor(
   return c;
 }
 
+/**
+ * A script as the connection's user runs it. As root: the script itself. As any
+ * other user (ops often log in as an admin with sudo): the same script run by
+ * root through `sudo -n` (never a password prompt: a missing NOPASSWD rule fails
+ * the step with a clear message). The script travels as an argument of `sh -c`
+ * and holds no secret; a secret input stays on stdin, which sudo passes through.
+ */
+export function asRoot(user: string, text: string): string {
+  if (user === "root") return text;
+  return [
+    "set -eu",
+    'who="mailinfra: $(uname -n): SSH user $(id -un)"',
+    'if [ "$(id -u)" != 0 ]; then',
+    '  command -v sudo >/dev/null 2>&1 || { echo "$who is not root and sudo is not installed" >&2; exit 1; }',
+    '  sudo -n true 2>/dev/null || { echo "$who needs passwordless sudo (sudo -n): add a NOPASSWD rule" >&2; exit 1; }',
+    `  exec sudo -n -- sh -c ${shq(text)}`,
+    "fi",
+    `exec sh -c ${shq(text)}`,
+  ].join("\n");
+}
+
+/** STAGE_DIR belongs to the SSH user (mode 0700) so SFTP can write it; root reads it through sudo. */
+export function stageDirLine(sshUser: string): string {
+  return `install -d -m 0700 -o ${shq(sshUser)} -g root ${STAGE_DIR}`;
+}
+
 export interface StepArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   /** Idempotent script (`set -eu` …): also run on update, so a changed input never replaces the step. */
   create: string;
   /** Undoes what create made; runs only when the step is removed (never on an update). */
@@ -133,14 +163,15 @@ export function hostCommand(
   args: StepArgs,
   opts: pulumi.CustomResourceOptions,
 ): remote.Command {
+  const create = asRoot(args.connection.user, args.create);
   return new remote.Command(
     name,
     {
       connection: args.connection,
-      create: args.create,
-      update: args.create,
+      create,
+      update: create,
       addPreviousOutputInEnv: false,
-      ...(args.delete === undefined ? {} : { delete: args.delete }),
+      ...(args.delete === undefined ? {} : { delete: asRoot(args.connection.user, args.delete) }),
       ...(args.triggers === undefined ? {} : { triggers: args.triggers }),
       ...(args.stdin === undefined ? {} : { stdin: args.stdin }),
     },

@@ -46,7 +46,7 @@ export interface RuntimeFile {
 }
 
 export interface MailRuntimeArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   runtimeYaml: string;
   files: readonly RuntimeFile[];
   units: readonly RuntimeUnit[];

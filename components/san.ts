@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
 
 export interface SanVolumeArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   device: string;
   label: string;
   mkfsOptions: string;

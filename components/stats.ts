@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256 } from "./remote.js";
 
 export interface StatsDatabaseArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   name: string;
   user: string;
   port: number;

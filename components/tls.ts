@@ -25,7 +25,7 @@ export const TLS_CERT = `${TLS_DIR}/cert.pem`;
 export const TLS_KEY = `${TLS_DIR}/key.pem`;
 
 export interface TlsArgs {
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   owner: string;
   /** DNS names; the first is the subject's CN. */
   dnsNames: readonly string[];
@@ -155,7 +155,7 @@ export class Tls extends pulumi.ComponentResource {
 
 export interface SharedTlsNode {
   name: string;
-  connection: pulumi.Input<Connection>;
+  connection: Connection;
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 

@@ -21,6 +21,7 @@ import {
   BRIDGE_ADDRESS,
   HOST_NAMES,
   type HostName,
+  LAB_ADMIN,
   PREFIX_LENGTH,
   SAN_DEVICE,
   SAN_HOSTS,
@@ -221,12 +222,29 @@ export async function customizeRoot(
   await mkdir(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   await writeFile(join(root, "root/.ssh/authorized_keys"), `${authorizedKey.trim()}\n`, { mode: 0o600 });
 
+  await addAdminUser(root, authorizedKey);
+
   await writeUnit(root, "lab-host0-address.service", netUnit(t.addresses[h]), "multi-user.target");
   if (SAN_HOSTS.includes(h)) {
     if (sanMinor === undefined) throw new Error(`${h}: no SAN loop device`);
     await writeUnit(root, "lab-san-device.service", sanUnit(sanMinor), "sysinit.target");
   }
   return { hostKeyLine: `${h},${h}.lab,${t.addresses[h]} ${pub[0]} ${pub[1]}`, disabled };
+}
+
+/**
+ * LAB_ADMIN: a user with the lab's key and passwordless sudo, as ops often log in
+ * (the lab stack deploys one host through it, every step under `sudo -n`).
+ */
+async function addAdminUser(root: string, authorizedKey: string): Promise<void> {
+  await run("useradd", ["--root", root, "--create-home", "--shell", "/bin/sh", LAB_ADMIN]);
+  const ssh = `/home/${LAB_ADMIN}/.ssh`;
+  await mkdir(join(root, ssh), { mode: 0o700 });
+  await writeFile(join(root, ssh, "authorized_keys"), `${authorizedKey.trim()}\n`, { mode: 0o600 });
+  await run("chroot", [root, "chown", "-R", `${LAB_ADMIN}:${LAB_ADMIN}`, ssh]);
+  await writeFile(join(root, "etc/sudoers.d", LAB_ADMIN), `${LAB_ADMIN} ALL=(ALL:ALL) NOPASSWD: ALL\n`, {
+    mode: 0o440,
+  });
 }
 
 export async function unmountRoot(h: HostName): Promise<void> {

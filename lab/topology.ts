@@ -22,6 +22,9 @@ export const HOST_NAMES = [
 ] as const;
 export type HostName = (typeof HOST_NAMES)[number];
 
+/** A non-root user with the lab's key and passwordless sudo on every host. */
+export const LAB_ADMIN = "labadmin";
+
 /** The hosts that see the shared SAN volume as /dev/sdb. */
 export const SAN_HOSTS: readonly HostName[] = ["store1", "store2"];
 

@@ -1,9 +1,13 @@
 // The Host component's Node.js check: the minimum comes from the runtime's
 // package.json engines (else the root's), and the check runs the real node.
+// Its package step asks the real dpkg and calls apt-get only for what is missing.
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { baseScript, minimumNode, nodeCheckLines } from "../../components/host.js";
+import { baseScript, minimumNode, nodeCheckLines, packageLines } from "../../components/host.js";
 import { REPO } from "./harness.js";
 
 const pkg = (rel: string) =>
@@ -75,5 +79,53 @@ describe("Host: Node.js for the bundle", () => {
     expect(missing.stderr).toBe(
       "Node.js >= 18.0.0 (package.json engines.node) is needed at /nonexistent/node (runtime.nodePath): not found",
     );
+  });
+});
+
+describe("Host: base packages only when missing", () => {
+  /** Runs packageLines against this machine's dpkg, with a stand-in apt-get that logs its calls. */
+  async function install(pkgs: string[], aptUpdateFails = false) {
+    const dir = await mkdtemp(join(tmpdir(), "mailinfra-apt-"));
+    try {
+      await writeFile(
+        join(dir, "apt-get"),
+        `#!/bin/sh\necho "apt-get $*" >> ${dir}/calls\n${aptUpdateFails ? '[ "$1" = update ] && exit 100\n' : ""}exit 0\n`,
+        { mode: 0o755 },
+      );
+      await writeFile(join(dir, "calls"), "");
+      const text = `fail() { echo "$*" >&2; exit 1; }\n${packageLines(pkgs)}`;
+      const r = await execa("sh", ["-eu", "-c", text], {
+        env: { PATH: `${dir}:${process.env.PATH}` },
+        reject: false,
+      });
+      return { ...r, calls: readFileSync(join(dir, "calls"), "utf8").trim() };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("never calls apt-get when dpkg reports every package installed (no mirror needed)", async () => {
+    const r = await install(["openssl", "ca-certificates", "xfsprogs", "slapd"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.calls).toBe("");
+    expect(r.stdout).toBe("");
+  });
+
+  it("installs only the missing ones", async () => {
+    const r = await install(["openssl", "mailinfra-not-a-package", "slapd"]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toBe("installing: mailinfra-not-a-package");
+    expect(r.calls).toBe(
+      "apt-get update -q\napt-get install -y -q --no-install-recommends mailinfra-not-a-package",
+    );
+  });
+
+  it("fails clearly, naming the packages, when there is no mirror", async () => {
+    const r = await install(["openssl", "mailinfra-not-a-package"], true);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toBe(
+      "apt-get update failed: no package mirror? install these packages by hand: mailinfra-not-a-package",
+    );
+    expect(r.calls).toBe("apt-get update -q");
   });
 });

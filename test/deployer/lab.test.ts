@@ -81,6 +81,27 @@ describe("stack lab", () => {
     }
   });
 
+  it("runs every step on relay2 (SSH user labadmin) as root through sudo -n, and no other host's", () => {
+    const onRelay2 = steps(run).filter((r) => hostOf(r) === "198.18.0.14");
+    expect(onRelay2.length).toBeGreaterThan(5);
+    for (const r of onRelay2) {
+      const c = unwrapped(r.inputs) as { connection: { user: string }; create?: string; delete?: string };
+      expect(c.connection.user, r.name).toBe("labadmin");
+      if (r.type !== "command:remote:Command") continue;
+      for (const text of [c.create, c.delete].filter((x) => x !== undefined))
+        expect(text, r.name).toMatch(/\n {2}exec sudo -n -- sh -c 'set -eu\n/);
+    }
+    // Its staging directory belongs to labadmin (SFTP writes there); root's elsewhere.
+    expect(commandOf(step(run, "relay2-base"))).toContain(
+      "install -d -m 0700 -o '\\''labadmin'\\'' -g root /var/lib/mailinfra-deploy",
+    );
+    expect(commandOf(step(run, "relay1-base"))).toContain(
+      "install -d -m 0700 -o 'root' -g root /var/lib/mailinfra-deploy",
+    );
+    for (const r of steps(run).filter((x) => hostOf(x) !== "198.18.0.14"))
+      expect(commandOf(r), r.name).not.toContain("sudo");
+  });
+
   it("keeps secrets out of commands and plain inputs", () => {
     expectNoSecretInPlainInputs(run, config);
   });

@@ -24,6 +24,10 @@ async function blankDevice(): Promise<string> {
 const probe = async (dev: string) =>
   (await execa("blkid", ["-p", "-o", "export", dev], { reject: false })).stdout;
 
+/** Hash of the device's first and last 8 MiB: where any format or label would write. */
+const digest = async (dev: string) =>
+  (await execa("sh", ["-c", `{ head -c 8M "$1"; tail -c 8M "$1"; } | sha256sum`, "sh", dev])).stdout;
+
 function run(dev: string, mayFormat: boolean, label = "mailstore") {
   const text = formatScript({
     device: dev,
@@ -77,14 +81,32 @@ describe.skipIf(!canRun)("SAN format guard (real blkid and mkfs.xfs on loop devi
     expect(await probe(dev)).toBe(before);
   });
 
+  it("refuses a device holding a partition table and changes nothing", async () => {
+    const dev = await blankDevice();
+    // An MBR with one Linux partition (what fdisk would write), by hand.
+    await execa("python3", [
+      "-c",
+      "import struct,sys\nm=bytearray(512)\nm[446:462]=bytes([0,32,33,0,0x83,254,255,255])+struct.pack('<II',2048,204800)\nm[440:444]=b'MIDS'\nm[510:512]=b'\\x55\\xaa'\nf=open(sys.argv[1],'r+b');f.write(m);f.close()",
+      dev,
+    ]);
+    const before = await digest(dev);
+    const r = await run(dev, true);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(
+      /SAN \S+: holds something else \(.*\bPTTYPE=dos\b.*\), expected XFS labelled mailstore or a blank device; nothing was changed$/m,
+    );
+    expect(r.stdout).not.toContain("formatting");
+    expect(await digest(dev)).toBe(before);
+  });
+
   it("refuses XFS with another label", async () => {
     const dev = await blankDevice();
     await execa("mkfs.xfs", ["-q", "-L", "otherdata", dev]);
-    const before = await probe(dev);
+    const before = await digest(dev);
     const r = await run(dev, true);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain("LABEL=otherdata");
-    expect(await probe(dev)).toBe(before);
+    expect(r.stderr).toMatch(/holds something else \(.*LABEL=otherdata.*\).*nothing was changed$/m);
+    expect(await digest(dev)).toBe(before);
   });
 
   it("never formats on the node that may not (the second of the pair)", async () => {

@@ -138,9 +138,14 @@ async function runtimeUnits(h: HostName): Promise<Map<string, string>> {
 
 /** TLS certificate of the VIP's IMAPS port as openssl s_client sees it (SHA-256 fingerprint line). */
 async function vipCertificate(): Promise<string> {
+  return servedCertificate(`${topology.vip}:993 -servername imap.lab.example`);
+}
+
+/** The certificate a server presents (`s_client` arguments), as its SHA-256 fingerprint line. */
+async function servedCertificate(connectArgs: string): Promise<string> {
   const r = await run("sh", [
     "-c",
-    `openssl s_client -connect ${topology.vip}:993 -servername imap.lab.example </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`,
+    `openssl s_client -connect ${connectArgs} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`,
   ]);
   return r.stdout.trim();
 }
@@ -290,8 +295,30 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     expect(await sh(topology.vip, "hostname")).toBe(active);
   });
 
-  it("heartbeat runs on both stores", async () => {
-    for (const h of SAN_HOSTS) expect(await sh(h, "systemctl is-active heartbeat")).toBe("active");
+  it("heartbeat runs on both stores, with the same configuration and authkeys 0600", async () => {
+    const files = "/etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys /etc/ha.d/resource.d/mailinfra";
+    const seen = await Promise.all(
+      SAN_HOSTS.map((h) =>
+        sh(h, `systemctl is-active heartbeat; stat -c '%a %U' /etc/ha.d/authkeys; cat ${files} | sha256sum`),
+      ),
+    );
+    expect(seen[0]).toMatch(/^active\n600 root\n[0-9a-f]{64} {2}-$/);
+    expect(seen[1]).toBe(seen[0]);
+  });
+
+  it("relay2, reached as labadmin, was deployed through sudo -n like the others", async () => {
+    // The staging area belongs to the SSH user; what it installed belongs to root and the services.
+    expect(await sh("relay2", "stat -c '%U %a' /var/lib/mailinfra-deploy")).toBe("labadmin 700");
+    expect(
+      await sh("relay2", `stat -c '%U %a' /etc/mailinfra/runtime.yaml /etc/mailinfra/secrets/* ${TLS_KEY}`),
+    ).toMatch(/^root 640\n(mailinfra 600\n)+mailinfra 600$/);
+    expect(await sh("relay2", "systemctl is-active mailinfra-smtp")).toBe("active");
+    // sudo logged the deploy's steps as run by labadmin as root.
+    const logged = await sh(
+      "relay2",
+      "{ journalctl -q --no-pager -t sudo 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'labadmin : .*USER=root ; COMMAND=/usr/bin/sh -c' || true",
+    );
+    expect(Number(logged)).toBeGreaterThan(5);
   });
 
   it("an entry added on the LDAP provider appears on the replica", async () => {
@@ -403,8 +430,13 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     expect(r.code, r.out).toBe(0);
   });
 
-  it("a changed setting restarts only the services that use it (header_checks: the MX hosts)", async () => {
+  it("a changed setting restarts only the services that use it (header_checks: MX; a new certificate: relay1)", async () => {
     const before = await Promise.all(HOST_NAMES.map((h) => sh(h, STARTED)));
+    // relay1's certificate no longer matches its names: the apply makes a new one,
+    // which relay1's services must then serve (restarted), mode 0600.
+    const oldCert = await sh("relay1", `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`);
+    expect(await servedCertificate(`${addr("relay1")}:587 -starttls smtp`)).toBe(oldCert);
+    await sh("relay1", "rm /etc/mailinfra/tls/names");
     // The lab stack with one more header_checks rule (a copy: stacks/ stays as it is).
     const doc = parse(readFileSync(LAB_STACK_FILE, "utf8")) as {
       config: Record<string, Record<string, unknown>>;
@@ -421,7 +453,11 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     }
     const after = await Promise.all(HOST_NAMES.map((h) => sh(h, STARTED)));
     const restarted = HOST_NAMES.filter((_, i) => after[i] !== before[i]);
-    expect(restarted).toEqual(["mx1", "mx2"]);
+    expect(restarted).toEqual(["mx1", "mx2", "relay1"]);
+    const newCert = await sh("relay1", `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`);
+    expect(newCert).not.toBe(oldCert);
+    expect(await sh("relay1", `stat -c '%a %U' ${TLS_CERT} ${TLS_KEY}`)).toBe("600 mailinfra\n600 mailinfra");
+    expect(await servedCertificate(`${addr("relay1")}:587 -starttls smtp`)).toBe(newCert);
     for (const h of ["mx1", "mx2"] as const) {
       expect(await sh(h, "cat /etc/mailinfra/maps/header_checks")).toBe(PROBE_RULE);
       expect(await sh(h, "systemctl is-active mailinfra-smtp")).toBe("active");

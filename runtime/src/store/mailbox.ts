@@ -6,11 +6,11 @@
  * LMTP and IMAP are separate services on the store host).
  */
 import { closeSync, type FSWatcher, openSync, readSync, renameSync, statSync, watch } from "node:fs";
-import { readFile, stat, unlink } from "node:fs/promises";
+import { stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
-import { fsyncPath, isErrno, writeAtomic, writeSmallFile } from "./fsutil.js";
+import { fsyncPath, isErrno, readKnownSize, writeAtomic, writeSmallFile } from "./fsutil.js";
 import { acquireLock, Mutex } from "./lock.js";
 import { type Usage, withUsage } from "./quota.js";
 import type { TmpMessage } from "./save.js";
@@ -144,9 +144,15 @@ export class Mailbox {
     if (tail) return tail;
     let text: string;
     let logText: string | null = null;
+    // Sizes from the stats just made: two thread-pool round trips per file instead of four.
+    const sizeOf = (key: string) => Number(key.split(":")[2]);
     try {
-      text = await readFile(file, "utf8");
-      if (logKey !== null) logText = await readFile(logFile, "utf8").catch(() => null);
+      text = (await readKnownSize(file, sizeOf(baseKey))).toString("utf8");
+      if (logKey !== null)
+        logText = await readKnownSize(logFile, sizeOf(logKey)).then(
+          (b) => b.toString("utf8"),
+          () => null,
+        );
     } catch (err) {
       if (isErrno(err, "ENOENT")) return null;
       throw err;

@@ -8,12 +8,11 @@
  * them again. sync() reports what other sessions and deliveries did.
  */
 import { renameSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { recordPath, removeRecords } from "./expunge.js";
 import { curName, guidOf } from "./filename.js";
 import { flagsToLetters, lettersToFlags } from "./flags.js";
-import { isErrno } from "./fsutil.js";
+import { isErrno, readKnownSize } from "./fsutil.js";
 import type { Mailbox } from "./mailbox.js";
 import { toCrlf } from "./save.js";
 import {
@@ -146,7 +145,7 @@ export class MaildirSession implements MailboxSession {
       if (!r) break;
       try {
         // Files written by other MDAs (Dovecot, procmail) may have bare LF line endings.
-        return toCrlf(await readFile(recordPath(this.mailbox.path, r)));
+        return toCrlf(await readKnownSize(recordPath(this.mailbox.path, r), r.size));
       } catch (err) {
         // Renamed by a flag change in another process since our index read: look again.
         if (!isErrno(err, "ENOENT")) throw new StoreError("TEMPFAIL", "cannot read message");

@@ -150,6 +150,37 @@ describe("talking before the greeting", () => {
     expect(trusted.ms).toBeLessThan(PAUSE_MS);
   });
 
+  it("a client that hangs up during the pause is logged, and never reaches the pipeline", async () => {
+    // 127.0.0.3 has not passed yet: it gets the pause.
+    const socket = connect({ port: smtp.mx, host: "127.0.0.1", localAddress: "127.0.0.3" });
+    await new Promise((r) => socket.once("data", r)); // the 220- line
+    socket.destroy();
+    await new Promise((r) => setTimeout(r, 150));
+    const from3 = logs.filter((l) => l.client === "127.0.0.3");
+    expect(from3.map((l) => l.msg)).toEqual(["client left before the greeting"]);
+    expect(from3[0]).toMatchObject({ listener: "mx", earlyBytes: 0 });
+  });
+
+  it("a drain closes sockets still waiting for their greeting at once", async () => {
+    const queueDir = await mkdtemp(join(world.dir, "queue-drain-"));
+    const other = await startService(
+      world,
+      makeConfig({
+        queueDir,
+        lmtpPort: world.lmtp.port,
+        smtp: { greeting: { pauseMs: 30_000, exemptNetworks: [] } },
+      }),
+    );
+    const socket = connect({ port: other.mx, host: "127.0.0.1" });
+    await new Promise((r) => socket.once("data", r));
+    const closed = new Promise((r) => socket.once("close", r));
+    socket.on("error", () => undefined);
+    const started = performance.now();
+    await other.service.drain(5000);
+    await closed;
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
   it("a trusted client that writes before the greeting is served in order, not refused", async () => {
     const out = await talk(smtp.relay, "EHLO fast.test\r\nQUIT\r\n", "127.0.0.2");
     expect(out).toMatch(/^220 mx\.example\.org ESMTP[^\r]*\r\n250-mx\.example\.org/);
