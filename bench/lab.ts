@@ -2,12 +2,12 @@
 // (11 hosts up, the lab stack applied), a no-op re-apply, and per-host step
 // times. Targets on a 2-core machine: < 3 min from nothing, < 30 s re-apply.
 //   tsx bench/lab.ts [--keep] [--program FILE --stack-file FILE]
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ApplyReport } from "../lab/apply/applier.js";
 import { REPORT_FILE } from "../lab/apply/cli.js";
 import { perHost } from "../lab/apply/progress.js";
+import { runLabCli } from "../lab/cli-process.js";
 import { labLock } from "../lab/lock.js";
 import { REPO_ROOT } from "../lab/paths.js";
 import { HOST_NAMES, loadTopology } from "../lab/topology.js";
@@ -15,24 +15,7 @@ import { HOST_NAMES, loadTopology } from "../lab/topology.js";
 const TARGET_DEPLOY_MS = 180_000;
 const TARGET_REAPPLY_MS = 30_000;
 
-function lab(args: string[]): Promise<{ code: number; out: string; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO_ROOT, "node_modules/.bin/tsx"), [join(REPO_ROOT, "lab/cli.ts"), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, out, ms: Date.now() - t0 }));
-  });
-}
+const lab = (args: string[]) => runLabCli(args);
 
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 

@@ -26,7 +26,8 @@
  * each filter check is bench/filter.ts's job.
  *
  *   UV_THREADPOOL_SIZE=32 npx tsx bench/smtp.ts
- *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ROUNDS ONLY=mailinfra)
+ *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ROUNDS ONLY=mailinfra
+ *    WORKERS=n: smtp.workers of our MX, default one per CPU; 1 = one process)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -46,6 +47,8 @@ const USERS = Number(process.env.USERS ?? 20);
 const HOLD = Number(process.env.HOLD ?? 10_000);
 const POSTAL_SECONDS = Number(process.env.POSTAL_SECONDS ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
+/** smtp.workers of our MX (acceptor processes); unset: the default, one per CPU. */
+const WORKERS = process.env.WORKERS ? Number(process.env.WORKERS) : undefined;
 const DOMAIN = "bench.example";
 
 async function freePort(): Promise<number> {
@@ -258,6 +261,7 @@ async function ours(dir: string): Promise<System> {
         mx: { listen: ["127.0.0.1:0"] },
         reverseLookup: false,
         maxConnections: HOLD + 2000,
+        ...(WORKERS ? { workers: WORKERS } : {}),
       },
       queue: {
         dir: join(dir, "ours-queue"),
@@ -479,7 +483,7 @@ const dir = await mkdtemp(join(tmpdir(), "bench-smtp-"));
 const systems: System[] = [];
 try {
   console.log(
-    `SMTP → queue (fsync) → LMTP → Maildir (fsync): ${MESSAGES} messages of ${SIZE} bytes per smtp-source run, postal for ${POSTAL_SECONDS} s, ${SESSIONS} parallel sessions, ${USERS} recipients, ${ROUNDS} alternating rounds, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "32 (set for the runtime's processes)"}`,
+    `SMTP → queue (fsync) → LMTP → Maildir (fsync), our MX with smtp.workers=${WORKERS ?? "default (one per CPU)"}: ${MESSAGES} messages of ${SIZE} bytes per smtp-source run, postal for ${POSTAL_SECONDS} s, ${SESSIONS} parallel sessions, ${USERS} recipients, ${ROUNDS} alternating rounds, UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "32 (set for the runtime's processes)"}`,
   );
   // Both systems stay up side by side; each phase alternates between them, round
   // after round, so the machine's other load falls on both alike.

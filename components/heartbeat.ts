@@ -12,7 +12,6 @@ import {
   hostCommand,
   PUT_FUNCTION,
   STAGE_DIR,
-  STEP_TIMEOUTS,
   script,
   sha256,
   stageFile,
@@ -96,7 +95,7 @@ export class HeartbeatPair extends pulumi.ComponentResource {
           ),
           triggers: files.map((f) => f.triggers),
         },
-        { parent: this, dependsOn: files, customTimeouts: STEP_TIMEOUTS },
+        { parent: this, dependsOn: files },
       );
     });
     this.started = args.nodes.map((node, i) =>
@@ -109,7 +108,7 @@ export class HeartbeatPair extends pulumi.ComponentResource {
           triggers: [this.configured[i]!.triggers, sha256(START_SCRIPT)],
         },
         // Both nodes configured before either starts.
-        { parent: this, dependsOn: this.configured, customTimeouts: STEP_TIMEOUTS },
+        { parent: this, dependsOn: this.configured },
       ),
     );
     this.registerOutputs({});

@@ -1,11 +1,13 @@
 /**
  * `Host`: one server reached over SSH. Waits for SSH, installs the Debian
  * packages its roles need (only the missing ones, so hosts without a package
- * mirror work when everything is present), checks Node.js, creates the
- * services' user and directories, and copies the runtime bundle in.
+ * mirror work when everything is present) and Debian's own `nodejs` for the
+ * bundle (Debian 12's 18.20.4 is enough), checks the Node.js version, creates
+ * the services' user and directories, and copies the runtime bundle in. As an
+ * SSH user other than root, every step goes through `sudo -n` (remote.ts).
  */
 import { readFileSync } from "node:fs";
-import { remote } from "@pulumi/command";
+import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Role } from "./config.js";
 import {
@@ -13,10 +15,10 @@ import {
   hostCommand,
   PUT_FUNCTION,
   STAGE_DIR,
-  STEP_TIMEOUTS,
   script,
   sha256,
   shq,
+  stageAsset,
   stageDirLine,
 } from "./remote.js";
 
@@ -63,8 +65,16 @@ export function nodeCheckLines(nodePath: string, min: { version: string; from: s
   ].join("\n");
 }
 
-export function packagesFor(roles: readonly Role[]): string[] {
-  return [...new Set([...BASE_PACKAGES, ...roles.flatMap((r) => ROLE_PACKAGES[r])])].sort();
+/** Where Debian's `nodejs` package (18.20.4 on Debian 12, enough for the bundle) puts node. */
+export const DEBIAN_NODE = "/usr/bin/node";
+
+/**
+ * The Debian packages a host needs: its roles', and Debian's `nodejs` when it
+ * runs the bundle with node at DEBIAN_NODE (a node elsewhere is the operator's).
+ */
+export function packagesFor(roles: readonly Role[], node?: string): string[] {
+  const extra = node === DEBIAN_NODE ? ["nodejs"] : [];
+  return [...new Set([...BASE_PACKAGES, ...roles.flatMap((r) => ROLE_PACKAGES[r]), ...extra])].sort();
 }
 
 /**
@@ -110,7 +120,7 @@ export function baseScript(
   withRuntime: boolean,
   sshUser = "root",
 ): string {
-  const pkgs = packagesFor(args.roles);
+  const pkgs = packagesFor(args.roles, withRuntime ? args.nodePath : undefined);
   const u = args.user;
   return script(
     "export DEBIAN_FRONTEND=noninteractive",
@@ -157,7 +167,7 @@ export class Host extends pulumi.ComponentResource {
         delete: script(`rm -rf ${STAGE_DIR} ${shq(args.prefix)} /etc/mailinfra`),
         triggers: [sha256(base)],
       },
-      { parent: this, customTimeouts: STEP_TIMEOUTS },
+      { parent: this },
     );
     this.ready = [this.base];
     if (args.bundlePath !== undefined) {
@@ -171,15 +181,11 @@ export class Host extends pulumi.ComponentResource {
         );
       }
       this.bundleHash = sha256(bundle);
-      this.bundle = new remote.CopyToRemote(
+      this.bundle = stageAsset(
         `${name}-bundle`,
-        {
-          connection: args.connection,
-          source: new pulumi.asset.FileAsset(args.bundlePath),
-          remotePath: `${STAGE_DIR}/mailinfra.mjs`,
-          triggers: [this.bundleHash],
-        },
-        { parent: this, dependsOn: [this.base], customTimeouts: STEP_TIMEOUTS },
+        args.connection,
+        { name: "mailinfra.mjs", source: new pulumi.asset.FileAsset(args.bundlePath), hash: this.bundleHash },
+        { parent: this, dependsOn: [this.base] },
       );
       this.ready.push(this.bundle);
     }

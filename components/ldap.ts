@@ -19,7 +19,6 @@ import {
   hostCommand,
   PUT_FUNCTION,
   STAGE_DIR,
-  STEP_TIMEOUTS,
   script,
   sha256,
   shq,
@@ -231,7 +230,7 @@ export class LdapDirectory extends pulumi.ComponentResource {
               ),
               triggers: [...files.map((f) => f.triggers), sha256(create)],
             },
-            { parent: this, dependsOn: [...files, ...deps], customTimeouts: STEP_TIMEOUTS },
+            { parent: this, dependsOn: [...files, ...deps] },
           ),
       };
     };
@@ -284,7 +283,7 @@ export class LdapDirectory extends pulumi.ComponentResource {
         ),
         triggers: [...baseFiles.map((f) => f.triggers), sha256(base)],
       },
-      { parent: this, dependsOn: baseFiles, customTimeouts: STEP_TIMEOUTS },
+      { parent: this, dependsOn: baseFiles },
     );
 
     // Replicas: after the provider holds the replication account.

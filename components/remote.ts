@@ -84,14 +84,28 @@ export function stageFile(
   opts: pulumi.CustomResourceOptions,
 ): remote.CopyToRemote {
   const content = pulumi.output(file.content);
+  return stageAsset(
+    resourceName,
+    connection,
+    {
+      name: file.name,
+      source: content.apply((text) => new pulumi.asset.StringAsset(text)),
+      hash: content.apply((text) => sha256(text)),
+    },
+    opts,
+  );
+}
+
+/** Copies an asset (a rendered text, the bundle) into STAGE_DIR as `name`; re-copied when `hash` changes. */
+export function stageAsset(
+  resourceName: string,
+  connection: Connection,
+  file: { name: string; source: pulumi.Input<pulumi.asset.Asset>; hash: pulumi.Input<string> },
+  opts: pulumi.CustomResourceOptions,
+): remote.CopyToRemote {
   return new remote.CopyToRemote(
     resourceName,
-    {
-      connection,
-      source: content.apply((text) => new pulumi.asset.StringAsset(text)),
-      remotePath: `${STAGE_DIR}/${file.name}`,
-      triggers: [content.apply((text) => sha256(text))],
-    },
+    { connection, source: file.source, remotePath: `${STAGE_DIR}/${file.name}`, triggers: [file.hash] },
     { customTimeouts: STEP_TIMEOUTS, ...opts },
   );
 }

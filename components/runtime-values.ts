@@ -6,8 +6,13 @@
  */
 import { SERVICES } from "../runtime/src/cli/services.js";
 import type { HostConfig, Role, StackConfig } from "./config.js";
-import type { RuntimeService, RuntimeYamlParams, SystemdUnitParams } from "./render/index.js";
-import { HEARTBEAT_SERVICES } from "./render/index.js";
+import {
+  HEARTBEAT_SERVICES,
+  RUNTIME_SERVICES,
+  type RuntimeService,
+  type RuntimeYamlParams,
+  type SystemdUnitParams,
+} from "./render/index.js";
 import { TLS_CERT, TLS_KEY } from "./tls.js";
 
 /** The runtime services each role runs (ldap runs slapd, no runtime service). */
@@ -82,22 +87,11 @@ export function fqdnOf(cfg: StackConfig, host: HostConfig): string {
  */
 export const BUILT_SERVICES: ReadonlySet<RuntimeService> = new Set(Object.keys(SERVICES) as RuntimeService[]);
 
-const SERVICE_ORDER: readonly RuntimeService[] = [
-  "smtp",
-  "lmtp",
-  "imap",
-  "pop3",
-  "managesieve",
-  "webmail",
-  "imap-cache",
-  "stats",
-];
-
 /** The services a host's roles call for, in a stable order, without duplicates (smtp for mx+relay once). */
 export function roleServicesOf(cfg: StackConfig, host: HostConfig): RuntimeService[] {
   const wanted = new Set(host.roles.flatMap((r) => ROLE_SERVICES[r]));
   if (!cfg.statsEnabled) wanted.delete("stats");
-  return SERVICE_ORDER.filter((s) => wanted.has(s));
+  return RUNTIME_SERVICES.filter((s) => wanted.has(s));
 }
 
 /** The services a host runs: its roles' services that this runtime build has. */

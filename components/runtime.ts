@@ -18,7 +18,6 @@ import {
   hostCommand,
   RESTART_MARKER,
   STAGE_DIR,
-  STEP_TIMEOUTS,
   script,
   sha256,
   shq,
@@ -149,7 +148,7 @@ export class MailRuntime extends pulumi.ComponentResource {
         ),
         triggers: [...staged.map((s) => s.triggers), args.bundleHash, args.tlsFingerprint, sha256(create)],
       },
-      { parent: this, dependsOn: [...staged, ...args.dependsOn], customTimeouts: STEP_TIMEOUTS },
+      { parent: this, dependsOn: [...staged, ...args.dependsOn] },
     );
     this.registerOutputs({});
   }

@@ -10,7 +10,7 @@
  */
 import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256, shq } from "./remote.js";
+import { type Connection, hostCommand, script, sha256, shq } from "./remote.js";
 
 export interface SanVolumeArgs {
   connection: Connection;
@@ -119,7 +119,7 @@ export class SanVolume extends pulumi.ComponentResource {
       `${name}-format`,
       // No delete: the volume holds the mail; removing the stack never erases it.
       { connection: args.connection, create: format, triggers: [sha256(format)] },
-      { parent: this, dependsOn: args.dependsOn, customTimeouts: STEP_TIMEOUTS },
+      { parent: this, dependsOn: args.dependsOn },
     );
     const mount = mountScript(args);
     const mp = shq(args.mountpoint);
@@ -135,7 +135,7 @@ export class SanVolume extends pulumi.ComponentResource {
         ),
         triggers: [sha256(mount)],
       },
-      { parent: this, dependsOn: [this.format], customTimeouts: STEP_TIMEOUTS },
+      { parent: this, dependsOn: [this.format] },
     );
     this.registerOutputs({});
   }

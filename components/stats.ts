@@ -6,7 +6,7 @@
  */
 import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { type Connection, hostCommand, STEP_TIMEOUTS, script, sha256 } from "./remote.js";
+import { type Connection, hostCommand, script, sha256 } from "./remote.js";
 
 export interface StatsDatabaseArgs {
   connection: Connection;
@@ -73,7 +73,7 @@ export class StatsDatabase extends pulumi.ComponentResource {
         // The statistics are kept: dropping them is ops' decision, not a stack removal's.
         triggers: [sha256(create), sql.apply((s) => sha256(s))],
       },
-      { parent: this, dependsOn: args.dependsOn, customTimeouts: STEP_TIMEOUTS },
+      { parent: this, dependsOn: args.dependsOn },
     );
     this.registerOutputs({});
   }

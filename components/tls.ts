@@ -13,7 +13,6 @@ import {
   PUT_FUNCTION,
   RESTART_MARKER,
   STAGE_DIR,
-  STEP_TIMEOUTS,
   script,
   sha256,
   shq,
@@ -122,7 +121,7 @@ export class Tls extends pulumi.ComponentResource {
       this.step = hostCommand(
         `${name}-selfsigned`,
         { connection: args.connection, create, delete: cleanup, triggers: [sha256(create)] },
-        { parent: this, dependsOn: args.dependsOn, customTimeouts: STEP_TIMEOUTS },
+        { parent: this, dependsOn: args.dependsOn },
       );
     } else {
       const cert = stageFile(
@@ -145,7 +144,7 @@ export class Tls extends pulumi.ComponentResource {
           delete: cleanup,
           triggers: [cert.triggers, key.triggers],
         },
-        { parent: this, dependsOn: [cert, key], customTimeouts: STEP_TIMEOUTS },
+        { parent: this, dependsOn: [cert, key] },
       );
     }
     this.fingerprint = this.step.stdout;
@@ -195,7 +194,6 @@ export class SharedTls extends pulumi.ComponentResource {
       {
         parent: this,
         dependsOn: first.dependsOn,
-        customTimeouts: STEP_TIMEOUTS,
         additionalSecretOutputs: ["stdout"],
       },
     );
@@ -212,7 +210,7 @@ export class SharedTls extends pulumi.ComponentResource {
           stdin: pair,
           triggers: [certHash, sha256(sharedInstallScript(args.owner))],
         },
-        { parent: this, dependsOn: [this.generate, ...node.dependsOn], customTimeouts: STEP_TIMEOUTS },
+        { parent: this, dependsOn: [this.generate, ...node.dependsOn] },
       );
       this.installs.push(install);
       this.fingerprints[node.name] = install.stdout;

@@ -2,44 +2,13 @@
  * One systemd unit per runtime service: `mailinfra-<service>.service` running
  * `<node> <prefix>/mailinfra.mjs serve <service> --config <runtime.yaml>`.
  */
-import type { ServiceName } from "../../runtime/src/service.js";
+import { SERVICE_NAMES, type ServiceName } from "../../runtime/src/service.js";
 import { assertNever, RenderError, renderTemplate } from "./template.js";
 
-/** The runtime's services (`mailinfra serve <service>`). */
-export type RuntimeService =
-  | "smtp"
-  | "lmtp"
-  | "imap"
-  | "pop3"
-  | "managesieve"
-  | "webmail"
-  | "imap-cache"
-  | "stats";
-export const RUNTIME_SERVICES: readonly RuntimeService[] = [
-  "smtp",
-  "lmtp",
-  "imap",
-  "pop3",
-  "managesieve",
-  "webmail",
-  "imap-cache",
-  "stats",
-];
-
-// The runtime's list and this one must stay the same: each line fails to compile otherwise.
-const _everyRuntimeService: readonly ServiceName[] = RUNTIME_SERVICES;
-const _noExtraService: Record<ServiceName, true> = {
-  smtp: true,
-  lmtp: true,
-  imap: true,
-  pop3: true,
-  managesieve: true,
-  webmail: true,
-  "imap-cache": true,
-  stats: true,
-} satisfies Record<RuntimeService, true>;
-void _everyRuntimeService;
-void _noExtraService;
+/** The runtime's services (`mailinfra serve <service>`): its own list, so the two cannot drift. */
+export type RuntimeService = ServiceName;
+/** In the runtime's order: the order services appear in units, runtime.yaml and haresources. */
+export const RUNTIME_SERVICES: readonly RuntimeService[] = SERVICE_NAMES;
 
 /** `mailinfra-<service>.service`. */
 export function unitName(service: RuntimeService): string {

@@ -56,6 +56,20 @@ describe("Host: Node.js for the bundle", () => {
     expect(baseScript(args, false)).not.toContain("Node.js");
   });
 
+  it("installs Debian's nodejs (when missing) for a bundle run by /usr/bin/node, not for a node elsewhere", () => {
+    const args = {
+      roles: ["mx"] as const,
+      user: { name: "mailinfra", uid: 990 },
+      prefix: "/opt/mailinfra",
+      nodePath: "/usr/bin/node",
+    };
+    expect(baseScript(args, true)).toContain("for p in ca-certificates nodejs openssl; do");
+    expect(baseScript(args, false)).toContain("for p in ca-certificates openssl; do");
+    expect(baseScript({ ...args, nodePath: "/opt/node/bin/node" }, true)).toContain(
+      "for p in ca-certificates openssl; do",
+    );
+  });
+
   it("passes on a node new enough and fails with a clear message otherwise", async () => {
     const [a, b, c] = process.versions.node.split(".").map(Number) as [number, number, number];
     for (const ok of [`${a}.${b}.${c}`, `${a}.${b}.0`, `${a - 2}.99.99`])

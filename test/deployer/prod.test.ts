@@ -1,8 +1,17 @@
 // Stack prod under the SDK's mocks: 11 hosts, every step on the host its role
 // names, the order edges, the guarded SAN format, and no secret in the clear.
+import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BUILT_SERVICES } from "../../components/runtime-values.js";
-import { ensureBundle, hostOf, type ProgramRun, runProgram, stackConfig, unwrapped } from "./harness.js";
+import {
+  ensureBundle,
+  hostOf,
+  type ProgramRun,
+  REPO,
+  runProgram,
+  stackConfig,
+  unwrapped,
+} from "./harness.js";
 import {
   commandOf,
   expectAfter,
@@ -225,5 +234,41 @@ describe("stack prod", () => {
     expect(new Set(mx.map((l) => l.split(/\s+/)[3]))).toEqual(new Set(["10"]));
     expect(zone).toMatch(/^mx1\.example\.org\.\s+IN A 198\.51\.100\.11$/m);
     expect(zone).toMatch(/^imap\.example\.org\.\s+IN A 198\.51\.100\.20$/m);
+    // Each mail domain: one MX per MX host, all of the same preference.
+    for (const domain of ["example.org.", "alumni.example.org."])
+      expect(
+        mx
+          .filter((l) => l.startsWith(`${domain} `))
+          .map((l) => l.split(/\s+/).slice(3))
+          .sort(),
+      ).toEqual([
+        ["10", "mx1.example.org."],
+        ["10", "mx2.example.org."],
+      ]);
+    // Round robin: one name, an A record per relay and per webmail host.
+    const a = (name: string) =>
+      zone
+        .split("\n")
+        .filter((l) => new RegExp(`^${name.replaceAll(".", "\\.")}\\s+IN A `).test(l))
+        .map((l) => l.split(/\s+/)[3])
+        .sort();
+    expect(a("mail.example.org.")).toEqual(["198.51.100.13", "198.51.100.14"]);
+    expect(a("webmail.example.org.")).toEqual(["198.51.100.41", "198.51.100.42"]);
+    expect(a("pop.example.org.")).toEqual(["198.51.100.20"]);
+  });
+
+  it("documents exactly these endpoints in the README's outputs section", () => {
+    const readme = readFileSync(`${REPO}README.md`, "utf8");
+    const section = readme.slice(
+      readme.indexOf("<!-- section:outputs -->"),
+      readme.indexOf("<!-- /section:outputs -->"),
+    );
+    const documented = [...section.matchAll(/^\| ([^|]+?)\s+\|/gm)]
+      .flatMap((m) => [...m[1]!.matchAll(/`([a-z0-9]+)`/g)].map((k) => k[1]!))
+      .sort();
+    const endpoints = unwrapped(run.outputs.endpoints) as Record<string, unknown>;
+    expect(documented).toEqual(Object.keys(endpoints).sort());
+    for (const output of Object.keys(run.outputs).filter((k) => k !== "default"))
+      expect(section, `output ${output}`).toContain(`pulumi stack output ${output}`);
   });
 });

@@ -313,12 +313,13 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
       await sh("relay2", `stat -c '%U %a' /etc/mailinfra/runtime.yaml /etc/mailinfra/secrets/* ${TLS_KEY}`),
     ).toMatch(/^root 640\n(mailinfra 600\n)+mailinfra 600$/);
     expect(await sh("relay2", "systemctl is-active mailinfra-smtp")).toBe("active");
-    // sudo logged the deploy's steps as run by labadmin as root.
+    // sudo logged the deploy's commands as run by labadmin as root.
     const logged = await sh(
       "relay2",
       "{ journalctl -q --no-pager -t sudo 2>/dev/null; cat /var/log/auth.log 2>/dev/null; } | grep -c 'labadmin : .*USER=root ; COMMAND=/usr/bin/sh -c' || true",
     );
-    expect(Number(logged)).toBeGreaterThan(5);
+    // relay2's three commands (base, certificate, runtime install), each at least once.
+    expect(Number(logged)).toBeGreaterThanOrEqual(3);
   });
 
   it("an entry added on the LDAP provider appears on the replica", async () => {

@@ -1,9 +1,9 @@
 // Helpers for the lab's end-to-end tests: run the lab's CLI as users do, SSH to
 // hosts, and list what the lab may have left on the machine.
-import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cgroupRoots, paths, REPO_ROOT } from "../../lab/paths.js";
+import { runLabCli } from "../../lab/cli-process.js";
+import { cgroupRoots, paths } from "../../lab/paths.js";
 import { labExec } from "../../lab/ssh.js";
 
 export { labLock } from "../../lab/lock.js";
@@ -13,33 +13,10 @@ import { BRIDGE, HOST_NAMES, type HostName, loadTopology } from "../../lab/topol
 export const topology = loadTopology();
 export const addr = (h: HostName) => topology.addresses[h];
 
-export interface CliResult {
-  code: number;
-  out: string;
-}
+export type { CliResult } from "../../lab/cli-process.js";
 
 /** `tsx lab/cli.ts …` as `npm run lab` runs it; output is kept for failure messages. */
-export function lab(args: string[], timeoutMs = 600_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO_ROOT, "node_modules/.bin/tsx"), [join(REPO_ROOT, "lab/cli.ts"), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGTERM"), timeoutMs);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? 1, out });
-    });
-  });
-}
+export const lab = (args: string[], timeoutMs = 600_000) => runLabCli(args, timeoutMs);
 
 /** Runs a command on a host as root with the lab's key; returns trimmed stdout, fails on non-zero exit. */
 export async function sh(h: HostName | string, cmd: string, stdin?: string): Promise<string> {

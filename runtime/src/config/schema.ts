@@ -165,6 +165,14 @@ const SmtpSection = z.object({
     .default(50 * 1024 ** 2),
   maxRecipients: z.number().int().positive().default(1000),
   maxConnections: z.number().int().positive().default(10_000),
+  /**
+   * Acceptor processes for `serve smtp` (smtp/cluster.ts): each accepts
+   * connections on the shared listening sockets and writes the durable queue;
+   * one process (the primary) runs the deliveries. Absent: one per CPU
+   * (os.availableParallelism()); 1: one process doing both, as before.
+   * maxConnections applies per acceptor.
+   */
+  workers: z.number().int().positive().max(64).optional(),
   /** Resolve the client's PTR name for Received headers (off in tests: no DNS). */
   reverseLookup: z.boolean().default(true),
   /** Idle time before a session is dropped (RFC 5321 §4.5.3.2.7 suggests 5 minutes). */

@@ -24,6 +24,8 @@ export type QueueConfig = NonNullable<RuntimeConfig["queue"]>;
 
 /** Messages being delivered at once, over all destinations. */
 export const MAX_MESSAGES_IN_FLIGHT = 200;
+/** Finished ids remembered against a late notify() from an acceptor process. */
+export const RECENTLY_DONE = 10_000;
 
 export interface QueueRunnerOptions {
   store: QueueStore;
@@ -60,6 +62,8 @@ export class QueueRunner {
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Just enqueued, not attempted yet: envelope and bytes as written (no state file exists). */
   private readonly fresh = new Map<string, { envelope: QueuedEnvelope; message: Buffer }>();
+  /** Ids finished lately (bounded, oldest dropped): a late notify() for one of them is ignored. */
+  private readonly done = new Set<string>();
   private readonly destinations: KeyedSemaphore;
   private readonly sessions = new SessionPool();
   private readonly resolver: Resolver;
@@ -86,7 +90,10 @@ export class QueueRunner {
    * just written) the first attempt needs no read of the queue file.
    */
   notify(envelope: QueuedEnvelope, message?: Buffer): void {
-    if (envelope.hold) return;
+    // From another process, the news may come after a scan found the file and its
+    // delivery finished: the bytes must then not be delivered again.
+    if (envelope.hold || this.done.has(envelope.id)) return;
+    if (this.due.has(envelope.id) || this.inFlight.has(envelope.id)) message = undefined;
     if (message && this.fresh.size < MAX_MESSAGES_IN_FLIGHT) {
       // Its own copy: the attempt mutates recipients' state (cheaper than structuredClone per message).
       const copy = { ...envelope, recipients: envelope.recipients.map((r) => ({ ...r })) };
@@ -263,6 +270,12 @@ export class QueueRunner {
       // A fresh message that ends in one attempt never had a state file to delete.
       await store.remove(id, { state: !fresh || groups.length > 1 });
       this.due.delete(id);
+      this.done.add(id);
+      if (this.done.size > RECENTLY_DONE)
+        for (const old of this.done) {
+          this.done.delete(old);
+          break;
+        }
       log.info({ attempts: env.attempts }, "message done");
     }
   }

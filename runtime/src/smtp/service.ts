@@ -5,6 +5,8 @@
  *          smtp.relay.submissionListen  587, STARTTLS + AUTH required
  * Every accepted message goes through the durable queue (queue/), which
  * delivers by LMTP to the stores and by SMTP to remote MX hosts.
+ * startSmtp() is one process doing both; `start` (serve smtp) spreads the
+ * listeners over smtp.workers acceptor processes (cluster.ts).
  */
 import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
@@ -14,6 +16,7 @@ import { openQueue, type Queue } from "../queue/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import { LocalDomains } from "./address.js";
 import { AuthThrottle } from "./auth-throttle.js";
+import { isSmtpWorker, smtpWorkerCount, startSmtpCluster, startSmtpWorker } from "./cluster.js";
 import { createSmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
 import { createRouter } from "./recipients.js";
@@ -22,6 +25,11 @@ import { createListener, type ListenerKind } from "./server.js";
 export interface SmtpServiceOptions {
   /** The filtering pipeline; defaults to filter/'s, built from runtime.yaml's `filter` section. */
   pipeline?: FilterPipeline;
+  /**
+   * The queue to write to; default: the full queue (store + delivery runner)
+   * opened here. An acceptor process (cluster.ts) passes its acceptor queue.
+   */
+  queue?: Queue;
 }
 
 /** "host:port", "[v6]:port", ":port" → listen() arguments. */
@@ -54,14 +62,16 @@ export async function startSmtp(
   const dnsServers = config.queue.dnsServers ?? config.filter.dnsServers;
   let queueSize = () => 0;
   const metrics = createSmtpMetrics(ctx.metrics, () => queueSize());
-  const queue: Queue = await openQueue({
-    onDelivery: metrics.delivery,
-    config: config.queue,
-    hostname: config.host.name,
-    router: createRouter(directory, domains),
-    logger: logger.child({ service: "queue" }),
-    ...(dnsServers ? { dnsServers } : {}),
-  });
+  const queue: Queue =
+    options.queue ??
+    (await openQueue({
+      onDelivery: metrics.delivery,
+      config: config.queue,
+      hostname: config.host.name,
+      router: createRouter(directory, domains),
+      logger: logger.child({ service: "queue" }),
+      ...(dnsServers ? { dnsServers } : {}),
+    }));
   queueSize = () => queue.size();
   const pipeline =
     options.pipeline ??
@@ -148,4 +158,12 @@ export async function startSmtp(
   };
 }
 
-export const start: StartService = (ctx) => startSmtp(ctx);
+/**
+ * `serve smtp`: one process (smtp.workers: 1), or a primary that delivers and
+ * smtp.workers acceptor processes (cluster.ts; default one per CPU).
+ */
+export const start: StartService = (ctx) => {
+  if (isSmtpWorker()) return startSmtpWorker(ctx);
+  const workers = smtpWorkerCount(ctx.config);
+  return workers > 1 ? startSmtpCluster(ctx, { workers }) : startSmtp(ctx);
+};

@@ -1,12 +1,13 @@
 /**
  * Removing messages under the mailbox lock: files unlinked, records dropped,
  * one new MODSEQ for the operation (RFC 7162 §3.2 — expunges raise
- * HIGHESTMODSEQ).
+ * HIGHESTMODSEQ). Not fsynced: an expunge stores no mail (Tx.durable in
+ * mailbox.ts); a power cut may bring a message back, never lose one.
  */
 import { unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { curName } from "./filename.js";
-import { fsyncPath, isErrno } from "./fsutil.js";
+import { isErrno } from "./fsutil.js";
 import type { Usage } from "./quota.js";
 import type { IndexData, IndexRecord } from "./uidlist.js";
 
@@ -21,9 +22,7 @@ export async function removeRecords(
   mailboxPath: string,
   data: IndexData,
   shouldRemove: (r: IndexRecord) => boolean,
-  fsync: boolean,
   withUsage: UsageChange,
-  syncs: Promise<void>[],
 ): Promise<IndexRecord[]> {
   const removed: IndexRecord[] = [];
   const kept: IndexRecord[] = [];
@@ -41,9 +40,6 @@ export async function removeRecords(
       delta.messages -= 1;
     }
   });
-  // Started here, awaited by the caller's update with the index write (Tx.syncs).
-  if (fsync)
-    for (const dir of new Set(removed.map((r) => r.dir))) syncs.push(fsyncPath(join(mailboxPath, dir)));
   data.records = kept;
   data.highestModseq += 1;
   return removed;

@@ -61,6 +61,14 @@ export interface Tx {
    * waits for the disk in parallel instead of one after the other.
    */
   syncs?: Promise<void>[];
+  /**
+   * False for updates that store no mail — flag changes, expunges, \Recent:
+   * their log entry is written but not fsynced (Dovecot's mail_fsync =
+   * optimized does the same). A power cut may undo such a change (a message
+   * comes back, a flag is lost); it never loses mail. Saved mail (appends,
+   * copies) is always fsynced, with its new UIDs.
+   */
+  durable?: boolean;
 }
 
 /** The log is folded into a new index once it is this big (readers parse it whole). */
@@ -281,7 +289,7 @@ export class Mailbox {
         if (tx.dirty) {
           const logBytes = state?.data === undefined ? 0 : state.logBytes;
           if (tx.log && !reconciled && state && !state.torn && logBytes < MAX_INDEX_LOG_BYTES) {
-            writes.push(this.appendLog(tx.data, tx.log, logBytes, state.baseKey));
+            writes.push(this.appendLog(tx.data, tx.log, logBytes, state.baseKey, tx.durable !== false));
           } else {
             writes.push(this.writeIndex(tx.data));
           }
@@ -315,7 +323,14 @@ export class Mailbox {
   }
 
   /** Appends to the index log: one write and one fsync (plus the directory's when the log is new). */
-  private async appendLog(data: IndexData, entries: LogEntry[], logBytes: number, baseKey: string) {
+  private async appendLog(
+    data: IndexData,
+    entries: LogEntry[],
+    logBytes: number,
+    baseKey: string,
+    durable: boolean,
+  ) {
+    const fsync = this.options.fsync && durable;
     const m = await dirMtimes(this.path);
     data.newMtime = m.newMtime;
     data.curMtime = m.curMtime;
@@ -323,8 +338,8 @@ export class Mailbox {
     const text = logLines(data, entries, fresh);
     const logFile = join(this.path, INDEX_LOG_FILE);
     // A log of another generation (-1) is truncated: nobody applies it.
-    await writeSmallFile(logFile, fresh ? "w" : "a", text, { fsync: this.options.fsync, dataOnly: true });
-    if (fresh && this.options.fsync) await fsyncPath(this.path);
+    await writeSmallFile(logFile, fresh ? "w" : "a", text, { fsync, dataOnly: true });
+    if (fresh && fsync) await fsyncPath(this.path);
     const logKey = await this.statKey(logFile);
     this.cache = {
       key: `${baseKey}|${logKey ?? "none"}`,
@@ -447,6 +462,7 @@ export class Mailbox {
         }
       }
       tx.log = log;
+      tx.durable = false;
       if (tx.data.firstRecentUid < tx.data.uidNext) {
         tx.data.firstRecentUid = tx.data.uidNext;
         tx.dirty = true;

@@ -202,6 +202,7 @@ export class MaildirSession implements MailboxSession {
         log.push({ type: "F", record: { ...r } });
       }
       tx.log = log;
+      tx.durable = false; // flags are not mail (Tx.durable)
       if (changed.length > 0) tx.data.highestModseq = modseq;
       return { changed, modified, keywords: tx.keywords, highest: tx.data.highestModseq };
     });
@@ -245,14 +246,10 @@ export class MaildirSession implements MailboxSession {
 
   private async remove(pick: (r: IndexRecord) => boolean): Promise<number[]> {
     const removed = await this.mailbox.update(async (tx) => {
-      tx.syncs = [];
-      const out = await removeRecords(
-        this.mailbox.path,
-        tx.data,
-        pick,
-        this.hooks.fsync,
-        (change) => this.mailbox.withUsage(change),
-        tx.syncs,
+      // An expunge stores no mail: not fsynced (Tx.durable).
+      tx.durable = false;
+      const out = await removeRecords(this.mailbox.path, tx.data, pick, (change) =>
+        this.mailbox.withUsage(change),
       );
       if (out.length > 0) tx.dirty = true;
       tx.log = out.map((r) => ({ type: "X", uid: r.uid }));

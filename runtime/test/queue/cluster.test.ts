@@ -1,0 +1,247 @@
+/**
+ * `serve smtp` with smtp.workers = 2 (smtp/cluster.ts): a primary that runs
+ * the one delivery runner and two acceptor processes sharing the listener.
+ * Messages acknowledged by any acceptor are delivered exactly once; an
+ * acceptor killed with SIGKILL in the middle of DATA leaves no partial message
+ * (nothing in msg/, its tmp/ file removed, nothing delivered), loses no
+ * acknowledged one, and is replaced; /metrics sums the acceptors' counters;
+ * SIGTERM drains every process.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeConfig, python, type Sink, startSink, startWorld, type World } from "../smtp/harness.js";
+
+const SERVE = fileURLToPath(new URL("./fixtures/serve-cluster.ts", import.meta.url));
+
+const run = promisify(execFile);
+let world: World;
+const children = new Set<ChildProcess>();
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+
+afterAll(async () => {
+  for (const child of children) {
+    if (child.pid && child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }
+  await world?.stop();
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+interface Cluster {
+  child: ChildProcess;
+  mx: number;
+  pids: number[];
+  out: () => string;
+}
+
+async function serve(configFile: string): Promise<Cluster> {
+  const child = spawn(process.execPath, ["--import", "tsx", SERVE, configFile], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  await until(
+    "READY",
+    () => {
+      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}`);
+      return out.includes("\n");
+    },
+    60_000,
+  );
+  const ready = JSON.parse(out.slice(out.indexOf(" ") + 1, out.indexOf("\n"))) as {
+    addresses: string[];
+    pids: number[];
+  };
+  return { child, mx: Number(ready.addresses[0]?.split(":").pop()), pids: ready.pids, out: () => out };
+}
+
+/** One smtplib connection per group, the groups in parallel (so both acceptors get some). */
+async function sendParallel(port: number, markers: string[][]): Promise<string[]> {
+  const outs = await Promise.all(
+    markers.map((group) =>
+      python(
+        `
+import smtplib, sys, json
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+s.ehlo("cluster.client.test")
+for m in json.loads(sys.argv[2]):
+    s.mail("sender@remote.test")
+    code, text = s.rcpt("alice@example.org")
+    assert code == 250, text
+    code, text = s.data(("Subject: " + m + "\\r\\n\\r\\nbody\\r\\n").encode())
+    print(code, text.decode())
+s.quit()
+`,
+        [String(port), JSON.stringify(group)],
+      ),
+    ),
+  );
+  return outs.flatMap((o) => o.trim().split("\n"));
+}
+
+function count(sink: Sink, marker: string): number {
+  return sink.messages.filter((m) => m.data.toString().includes(`Subject: ${marker}\r\n`)).length;
+}
+
+async function setup(name: string): Promise<{ queueDir: string; sink: Sink; file: string }> {
+  const queueDir = await mkdtemp(join(world.dir, `queue-${name}-`));
+  const sink = await startSink({ lmtp: true });
+  const config = makeConfig({ queueDir, lmtpPort: sink.port });
+  const file = join(queueDir, "..", `config-${name}-${sink.port}.json`);
+  await writeFile(
+    file,
+    JSON.stringify({
+      ...config,
+      ldap: world.slapd.ldapConfig({ cacheTtlSeconds: 0 }),
+      smtp: { ...config.smtp, relay: undefined, workers: 2 },
+    }),
+  );
+  return { queueDir, sink, file };
+}
+
+describe("smtp.workers = 2", () => {
+  it("an acceptor killed mid-DATA: no partial message, no acknowledged one lost, a new acceptor", async () => {
+    const { queueDir, sink, file } = await setup("kill");
+    try {
+      const cluster = await serve(file);
+      expect(cluster.pids).toHaveLength(2);
+      const before = Array.from({ length: 4 }, (_, g) =>
+        Array.from({ length: 5 }, (_, i) => `ack-${g}-${i}`),
+      );
+      const replies = await sendParallel(cluster.mx, before);
+      expect(replies).toHaveLength(20);
+      for (const r of replies) expect(r).toMatch(/^250 2\.0\.0 Ok: queued as /);
+
+      // A session stopped in the middle of its DATA; python prints IN-DATA after the 354.
+      const partial = spawn("python3", [
+        "-c",
+        `
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+f = s.makefile("rb")
+def reply():
+    while True:
+        line = f.readline()
+        if not line or line[3:4] == b" ":
+            return line
+reply()
+for cmd in [b"EHLO mid.client.test", b"MAIL FROM:<sender@remote.test>", b"RCPT TO:<alice@example.org>", b"DATA"]:
+    s.sendall(cmd + b"\\r\\n")
+    r = reply()
+s.sendall(b"Subject: partial-one\\r\\n\\r\\n" + b"half a message\\r\\n" * 2000)
+print("IN-DATA " + r.decode().strip(), flush=True)
+print("CLOSED " + repr(f.read()), flush=True)
+`,
+        String(cluster.mx),
+      ]);
+      children.add(partial);
+      let pyOut = "";
+      partial.stdout.on("data", (d: Buffer) => {
+        pyOut += d.toString();
+      });
+      await until("the partial session's 354", () => pyOut.includes("IN-DATA"));
+      expect(pyOut).toMatch(/IN-DATA 354/);
+      // The acceptor holding that session (ss(8): the server side of the one established connection).
+      const { stdout } = await run("ss", ["-tnpH", "state", "established", `( sport = :${cluster.mx} )`]);
+      const holder = Number(/pid=(\d+)/.exec(stdout)?.[1]);
+      expect(cluster.pids).toContain(holder);
+      process.kill(holder, "SIGKILL");
+      const killed = [holder];
+      await until(`acceptor ${holder} gone`, () => !alive(holder));
+      await until("the partial session closed", () => pyOut.includes("CLOSED"));
+      expect(pyOut).not.toMatch(/CLOSED b'.*250/);
+
+      // Every acknowledged message delivered exactly once; the partial one nowhere.
+      await until("20 deliveries", () => before.flat().every((m) => count(sink, m) === 1));
+      await until("queue empty", async () => (await readdir(join(queueDir, "msg"))).length === 0);
+      // The dead acceptor's tmp file is removed by the primary.
+      await until("tmp/ empty", async () => {
+        const left = await readdir(join(queueDir, "tmp"));
+        return !left.some((n) => killed.some((pid) => n.split(".")[2] === String(pid)));
+      });
+      expect(count(sink, "partial-one")).toBe(0);
+
+      // A replacement acceptor is started; new mail is taken (by it or the other one).
+      await until("a new acceptor", async () => {
+        const { stdout } = await run("ps", ["-o", "pid=", "--ppid", String(cluster.child.pid)]);
+        const pids = stdout.trim().split(/\s+/).map(Number);
+        return pids.length === 2 && !pids.includes(holder);
+      });
+      const [after] = await sendParallel(cluster.mx, [["after-kill"]]);
+      expect(after).toMatch(/^250 /);
+      await until("after-kill delivered", () => count(sink, "after-kill") === 1);
+      expect(count(sink, "partial-one")).toBe(0);
+      for (const m of before.flat()) expect(count(sink, m)).toBe(1);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it("sums the acceptors' counters in /metrics and drains every process on SIGTERM", async () => {
+    const { queueDir, sink, file } = await setup("metrics");
+    try {
+      const cluster = await serve(file);
+      const groups = Array.from({ length: 6 }, (_, g) => [`m-${g}-a`, `m-${g}-b`]);
+      for (const r of await sendParallel(cluster.mx, groups)) expect(r).toMatch(/^250 /);
+      await until("12 deliveries", () => groups.flat().every((m) => count(sink, m) === 1));
+      cluster.child.kill("SIGUSR2");
+      await until("metrics", () => cluster.out().includes("METRICS "));
+      const line =
+        cluster
+          .out()
+          .split("\n")
+          .find((l) => l.startsWith("METRICS ")) ?? "";
+      const text = JSON.parse(line.slice("METRICS ".length)) as string;
+      expect(text).toMatch(/mailinfra_smtp_messages_total\{listener="mx",result="queued"\} 12\b/);
+      expect(text).toMatch(/mailinfra_smtp_connections_total\{listener="mx"\} 6\b/);
+      expect(text).toMatch(/mailinfra_queue_deliveries_total\{transport="lmtp",status="delivered"\} 12\b/);
+
+      const exited = once(cluster.child, "exit");
+      cluster.child.kill("SIGTERM");
+      const [code] = (await exited) as [number | null];
+      expect(code).toBe(0);
+      for (const pid of cluster.pids) await until(`acceptor ${pid} stopped`, () => !alive(pid), 5000);
+      expect((await readdir(join(queueDir, "msg"))).length).toBe(0);
+    } finally {
+      await sink.close();
+    }
+  });
+});
