@@ -56,7 +56,7 @@ export async function applyLab(args: ApplyArgs, log: (m: string) => void): Promi
     `applying ${args.program} (stack ${STACK}, ${existsSync(args.stackFile) ? args.stackFile : "no stack file"})`,
   );
   if (stack.generated.length) log(`lab-supplied config: ${stack.generated.join(", ")}`);
-  const progress = new Progress();
+  const progress = new Progress(process.stdout, hostNames(loadTopology()));
   const report = await apply({
     program: args.program,
     project: PROJECT,

@@ -10,7 +10,11 @@ export class Progress {
   private readonly running = new Map<string, StepRecord[]>();
   private lastLine = 0;
   private readonly tty: boolean;
-  constructor(private readonly out: NodeJS.WriteStream = process.stdout) {
+  /** `hostNames`: address → host name, as the summary shows them. */
+  constructor(
+    private readonly out: Pick<NodeJS.WriteStream, "write" | "isTTY" | "columns"> = process.stdout,
+    private readonly hostNames: Record<string, string> = {},
+  ) {
     this.tty = Boolean(out.isTTY);
   }
 
@@ -19,7 +23,7 @@ export class Progress {
       this.declared++;
       return;
     }
-    const host = e.step.host ?? "?";
+    const host = e.step.host ? (this.hostNames[e.step.host] ?? e.step.host) : "?";
     const list = this.running.get(host) ?? [];
     if (e.kind === "start") {
       list.push(e.step);

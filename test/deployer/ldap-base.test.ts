@@ -39,6 +39,15 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** What the provider's and the replica's slapd.conf share. */
+const slapdCommon = () => ({
+  suffix: SUFFIX,
+  rootDn: ROOT,
+  serviceDns: ACCOUNTS.map((a) => serviceDn(SUFFIX, a)),
+  replicationDn: serviceDn(SUFFIX, REPLICATION_ACCOUNT),
+  mailinfraSchemaPath: templateUrl("ldap/mailinfra.schema").pathname,
+  logLevel: "none" as const,
+});
 describe.skipIf(!canRun)("LDAP base entries against a real slapd", () => {
   let dir: string;
   let uri: string;
@@ -50,17 +59,12 @@ describe.skipIf(!canRun)("LDAP base entries against a real slapd", () => {
     await mkdir(join(dir, "db"));
     await mkdir(join(dir, "stage"), { mode: 0o700 });
     const conf = renderSlapdConf({
+      ...slapdCommon(),
       role: "provider",
-      suffix: SUFFIX,
-      rootDn: ROOT,
       rootPasswordHash: sshaHash(ADMIN, derivedSalt("t", ROOT)),
-      serviceDns: ACCOUNTS.map((a) => serviceDn(SUFFIX, a)),
-      replicationDn: serviceDn(SUFFIX, REPLICATION_ACCOUNT),
       directory: join(dir, "db"),
       pidFile: join(dir, "slapd.pid"),
       argsFile: join(dir, "slapd.args"),
-      mailinfraSchemaPath: templateUrl("ldap/mailinfra.schema").pathname,
-      logLevel: "none",
     });
     await writeFile(join(dir, "slapd.conf"), conf, { mode: 0o600 });
     uri = `ldap://127.0.0.1:${await freePort()}/`;
@@ -128,19 +132,14 @@ describe.skipIf(!canRun)("LDAP base entries against a real slapd", () => {
   it("a replica configured from the rendered replica slapd.conf receives the entries (the sync check passes)", async () => {
     await mkdir(join(dir, "rdb"));
     const conf = renderSlapdConf({
+      ...slapdCommon(),
       role: "replica",
       rid: 1,
       providerUri: uri,
       replicationPassword: REPL,
-      suffix: SUFFIX,
-      rootDn: ROOT,
-      serviceDns: ACCOUNTS.map((a) => serviceDn(SUFFIX, a)),
-      replicationDn: serviceDn(SUFFIX, REPLICATION_ACCOUNT),
       directory: join(dir, "rdb"),
       pidFile: join(dir, "replica.pid"),
       argsFile: join(dir, "replica.args"),
-      mailinfraSchemaPath: templateUrl("ldap/mailinfra.schema").pathname,
-      logLevel: "none",
     });
     const confPath = join(dir, "replica.conf");
     await writeFile(confPath, conf, { mode: 0o600 });

@@ -2,6 +2,7 @@
 // names, the order edges, the guarded SAN format, and no secret in the clear.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
 import { BUILT_SERVICES } from "../../components/runtime-values.js";
 import {
   ensureBundle,
@@ -145,6 +146,27 @@ describe("stack prod", () => {
         expectAfter(run, `${h.name}-runtime-install`, l);
   });
 
+  it("gives every host's services both LDAP URIs, replica first on MX and webmail, provider first elsewhere", async () => {
+    const provider = "ldap://198.51.100.31/";
+    const replica = "ldap://198.51.100.32/";
+    const configs = run.resources.filter((r) => r.name.endsWith("-runtime-config"));
+    // Every host that runs a runtime service of this build has its runtime.yaml.
+    const services = unwrapped(run.outputs.services) as Record<string, { runs: string[] }>;
+    expect(configs.map((r) => ownerOf(r.name)).sort()).toEqual(
+      Object.keys(services)
+        .filter((h) => services[h]!.runs.length > 0)
+        .sort(),
+    );
+    for (const r of configs) {
+      // The StringAsset as the program made it: its text is a promise of the rendered file.
+      const text = await (unwrapped(r.inputs.source) as { text: Promise<string> }).text;
+      const yaml = parse(text) as { ldap?: { uris?: string[] } };
+      const roles = byName.get(ownerOf(r.name))!.roles;
+      const replicaFirst = roles.some((x) => x === "mx" || x === "webmail");
+      expect(yaml.ldap?.uris, r.name).toEqual(replicaFirst ? [replica, provider] : [provider, replica]);
+    }
+  });
+
   it("starts the store before MX, relays, webmail and statistics", () => {
     const later = ["mx1", "mx2", "relay1", "relay2", "webmail1", "webmail2", "test1"].filter((h) =>
       run.resources.some((r) => r.name === `${h}-runtime-install`),
@@ -164,7 +186,9 @@ describe("stack prod", () => {
     const base = commandOf(step(run, "store1-base"));
     expect(base).toMatch(/dpkg-query -W/);
     expect(base.indexOf("dpkg-query")).toBeLessThan(base.indexOf("apt-get install"));
-    expect(base).toContain("for p in ca-certificates heartbeat iproute2 kmod openssl psmisc xfsprogs; do");
+    expect(base).toContain(
+      "for p in ca-certificates heartbeat iproute2 kmod nodejs openssl psmisc xfsprogs; do",
+    );
   });
 
   it("copies the bundle with a content-hash trigger", () => {

@@ -2,13 +2,15 @@
 // carrying out a Pulumi program over SSH, power cuts, and a teardown that leaves
 // nothing. When the deployer's index.ts is there, the lab stack is applied and
 // the running system checked (see deployment.test.ts).
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApplyReport } from "../../lab/apply/applier.js";
 import { REPORT_FILE } from "../../lab/apply/cli.js";
 import { runCommand } from "../../lab/apply/provider.js";
+import { cgroupDirs } from "../../lab/guests.js";
+import { down } from "../../lab/lab.js";
 import { paths, REPO_ROOT } from "../../lab/paths.js";
 import { connect } from "../../lab/ssh.js";
 import { BRIDGE, HOST_NAMES, SAN_HOSTS } from "../../lab/topology.js";
@@ -18,6 +20,42 @@ const fixture = (f: string) => join(REPO_ROOT, "test/lab/fixtures", f);
 const applyFixture = (stack: string) =>
   lab(["apply", "--program", fixture("program/index.ts"), "--stack-file", fixture(stack)]);
 const lastReport = () => JSON.parse(readFileSync(REPORT_FILE, "utf8")) as ApplyReport;
+
+// A guest process that survives SIGKILL, as one stuck in the kernel would: frozen
+// by the cgroup-v1 freezer (a frozen task dies only once thawed). Hybrid layout only.
+const FREEZER = "/sys/fs/cgroup/freezer";
+describe.runIf(existsSync(`${FREEZER}/cgroup.procs`))("down with a guest it cannot stop", () => {
+  it("refuses to tear anything down while a guest process still runs, and names it", async () => {
+    const unlock = await labLock();
+    const frozen = `${FREEZER}/mailinfra-lab-test`;
+    const cgroup = cgroupDirs("mx1")[0]!;
+    const child = spawn("sleep", ["600"], { stdio: "ignore" });
+    const exited = new Promise((r) => child.once("exit", r));
+    try {
+      await down(() => undefined);
+      // Something `down` would remove, and a "guest" process in mx1's cgroup.
+      execFileSync("ip", ["link", "add", BRIDGE, "type", "bridge"]);
+      mkdirSync(cgroup, { recursive: true });
+      mkdirSync(frozen, { recursive: true });
+      writeFileSync(`${cgroup}/cgroup.procs`, String(child.pid));
+      writeFileSync(`${frozen}/cgroup.procs`, String(child.pid));
+      writeFileSync(`${frozen}/freezer.state`, "FROZEN");
+      await expect(down(() => undefined, { graceMs: 0 })).rejects.toThrow(
+        `refusing to tear down: guests still running: mx1 (pids ${child.pid})`,
+      );
+      expect(existsSync(`/sys/class/net/${BRIDGE}`)).toBe(true);
+      expect(existsSync(cgroup)).toBe(true);
+    } finally {
+      if (existsSync(frozen)) writeFileSync(`${frozen}/freezer.state`, "THAWED");
+      child.kill("SIGKILL");
+      await exited;
+      if (existsSync(frozen)) rmdirSync(frozen);
+      await down(() => undefined);
+      unlock();
+    }
+    expect(leftovers()).toEqual([]);
+  });
+});
 
 describe.sequential("the lab", () => {
   let upOutput = "";

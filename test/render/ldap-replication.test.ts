@@ -42,6 +42,7 @@ const pw = {
   alice: pwFile("alice", `${FAKE.userPassword}-alice`),
   aliceNew: pwFile("alice-new", `${FAKE.userPassword}-alice-2`),
   bob: pwFile("bob", `${FAKE.userPassword}-bob`),
+  replicator: pwFile("replicator", FAKE.replicationPassword),
 };
 
 interface Result {
@@ -242,6 +243,35 @@ describe("slapd provider + replica from the rendered configs", () => {
       `dn: ${bob}\nchangetype: modify\nreplace: mail\nmail: evil@example.org\n`,
     );
     expect(r.status).toBe(50); // insufficientAccessRights
+  });
+
+  it("the replication DN reads everything, password hashes included, and writes nothing", () => {
+    const replicator = provider.replicationDn;
+    const r = search(providerUri, replicator, pw.replicator, SUFFIX, "(uid=bob)", "userPassword", "mail");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`dn: ${bob}`);
+    expect(r.stdout).toMatch(/^userPassword:: /m);
+    const services = search(
+      providerUri,
+      replicator,
+      pw.replicator,
+      `ou=services,${SUFFIX}`,
+      "-s",
+      "one",
+      "dn",
+    );
+    expect(services.stdout).toContain(`dn: ${mxDn}`);
+    const write = ldap(
+      "ldapmodify",
+      providerUri,
+      replicator,
+      pw.replicator,
+      [],
+      `dn: ${bob}\nchangetype: modify\nreplace: mail\nmail: evil@example.org\n`,
+    );
+    expect(write.status).toBe(50); // insufficientAccessRights
+    // A service DN is no replication DN: it never sees the hashes (above) nor binds as one.
+    expect(search(providerUri, replicator, pw.mx, SUFFIX, "-s", "base").status).toBe(49);
   });
 
   it("a user reads itself but not other users", () => {

@@ -21,6 +21,7 @@ import cluster, { type Worker } from "node:cluster";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import { type RuntimeConfig, RuntimeConfigSchema } from "../config/schema.js";
 import { openAcceptorQueue, openQueue } from "../queue/index.js";
@@ -66,6 +67,32 @@ function workerMetric(name: string): boolean {
   return name.startsWith("mailinfra_") && !/^mailinfra_(process_|nodejs_|build_info)/.test(name);
 }
 
+/** An acceptor's log lines that would read as the service's own (cli/serve.ts logs them per process). */
+const LIFECYCLE = /"msg":"(smtp started|smtp stopped|draining)"/g;
+
+/**
+ * Copies an acceptor's output, line by line, renaming its lifecycle lines
+ * ("smtp started" is the primary's, once all acceptors listen).
+ */
+function forward(from: Readable | null | undefined, to: NodeJS.WritableStream): void {
+  if (!from) return;
+  let rest = "";
+  from.setEncoding("utf8");
+  from.on("data", (chunk: string) => {
+    const text = rest + chunk;
+    const end = text.lastIndexOf("\n");
+    if (end < 0) {
+      rest = text;
+      return;
+    }
+    rest = text.slice(end + 1);
+    to.write(text.slice(0, end + 1).replace(LIFECYCLE, '"msg":"smtp acceptor: $1"'));
+  });
+  from.on("end", () => {
+    if (rest) to.write(rest);
+  });
+}
+
 export interface SmtpClusterOptions {
   workers: number;
   /**
@@ -108,12 +135,15 @@ export async function startSmtpCluster(
   RuntimeConfigSchema.parse(workerConfig);
   await writeFile(configFile, JSON.stringify(workerConfig), { mode: 0o600 });
 
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  // NODE_CLUSTER_SCHED_POLICY=rr (Node's own switch) makes the primary accept and hand out connections.
+  if (!process.env.NODE_CLUSTER_SCHED_POLICY) cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
     exec: process.argv[1] ?? "",
     args: options.workerArgs?.(configFile) ?? ["--config", configFile, "serve", "smtp"],
     execArgv: process.execArgv,
     serialization: "advanced",
+    // Their output goes through here (forward()): the journal gets it, marked as the acceptors'.
+    silent: true,
   });
 
   interface Slot {
@@ -139,6 +169,8 @@ export async function startSmtpCluster(
 
   const fork = (index: number) => {
     const worker = cluster.fork({ [WORKER_ENV]: String(index) });
+    forward(worker.process.stdout, process.stdout);
+    forward(worker.process.stderr, process.stderr);
     const slot: Slot = { worker, startedAt: Date.now(), ready: false };
     slots[index] = slot;
     worker.on("message", (m: ToPrimary) => {
@@ -243,7 +275,18 @@ export async function startSmtpCluster(
     );
     return Promise.all(asks);
   };
-  registry.metrics = async () => AggregatorRegistry.aggregate([await own(), ...(await collect())]).metrics();
+  registry.metrics = async () => {
+    const mine = await own();
+    // The metrics only this process has, as its registry prints them (AggregatorRegistry
+    // would drop the `omit` ones, e.g. process_start_time_seconds) ...
+    const parts = await Promise.all(
+      mine.filter((m) => !workerMetric(m.name)).map((m) => registry.getSingleMetricAsString(m.name)),
+    );
+    // ... then the counters the acceptors have too, summed by labels.
+    const shared = mine.filter((m) => workerMetric(m.name));
+    const summed = await AggregatorRegistry.aggregate([shared, ...(await collect())]).metrics();
+    return `${parts.join("\n")}\n${summed}`;
+  };
 
   log.info(
     { acceptors: options.workers, pids: live().map((s) => s.worker.process.pid), addresses },

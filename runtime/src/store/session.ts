@@ -31,7 +31,6 @@ export interface SessionHooks {
   /** Copies records into another mailbox of the same user; returns their new UIDs. */
   copyInto(source: Mailbox, records: IndexRecord[], target: string): Promise<CopyResult & { uids: number[] }>;
   release(mailbox: Mailbox): void;
-  fsync: boolean;
 }
 
 export function toMeta(r: IndexRecord, keywords: readonly string[]): MessageMeta {

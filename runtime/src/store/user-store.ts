@@ -298,7 +298,6 @@ export class MaildirUserStore implements UserStore {
     return {
       copyInto: (source, records, target) => this.copyInto(source, records, target),
       release: (mailbox) => this.deps.release(mailbox),
-      fsync: this.deps.fsync,
     };
   }
 
