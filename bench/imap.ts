@@ -27,7 +27,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { startDovecot } from "../runtime/test/imap/dovecot.js";
+import { startDovecot } from "../runtime/test/support/dovecot.js";
 
 /** 20,000 is the target; a process here may hold at most `ulimit -Hn` (20,000) descriptors, listeners and files included. */
 const IDLE_CONNECTIONS = Number(process.env.IDLE_CONNECTIONS ?? 19_900);

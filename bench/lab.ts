@@ -5,12 +5,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ApplyReport } from "../lab/apply/applier.js";
-import { REPORT_FILE } from "../lab/apply/cli.js";
+import { hostNames, REPORT_FILE } from "../lab/apply/cli.js";
 import { perHost } from "../lab/apply/progress.js";
 import { runLabCli } from "../lab/cli-process.js";
 import { labLock } from "../lab/lock.js";
 import { REPO_ROOT } from "../lab/paths.js";
-import { HOST_NAMES, loadTopology } from "../lab/topology.js";
 
 const TARGET_DEPLOY_MS = 180_000;
 const TARGET_REAPPLY_MS = 30_000;
@@ -47,9 +46,7 @@ async function main(): Promise<number> {
   const reapply = await lab(["apply", ...programArgs]);
   const second = JSON.parse(readFileSync(REPORT_FILE, "utf8")) as ApplyReport;
 
-  const names: Record<string, string> = {};
-  const t = loadTopology();
-  for (const h of HOST_NAMES) names[t.addresses[h]] = h;
+  const names = hostNames();
   const firstHosts = perHost(first);
   const secondHosts = new Map(perHost(second).map((h) => [h.host, h]));
 

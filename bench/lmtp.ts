@@ -8,11 +8,13 @@
  *
  *   npx tsx bench/lmtp.ts            (env: CONCURRENCY MESSAGES USERS SIZE)
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startDovecot } from "../runtime/test/support/dovecot.js";
+import { stopChild } from "../runtime/test/support/process.js";
 
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 16);
 const MESSAGES = Number(process.env.MESSAGES ?? 3000);
@@ -109,31 +111,12 @@ async function load(port: number, users: (i: number) => string): Promise<{ perSe
   return { perSecond: ok / seconds, ok };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function countFiles(dir: string): Promise<number> {
   let n = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
     if (entry.isFile() && /\/(new|cur)$/.test(entry.parentPath)) n++;
   }
   return n;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || !child.pid) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-  if (child.exitCode === null) child.kill("SIGKILL");
 }
 
 async function ours(dir: string): Promise<{ perSecond: number; ok: number; stored: number }> {
@@ -166,80 +149,13 @@ async function ours(dir: string): Promise<{ perSecond: number; ok: number; store
   }
 }
 
-async function dovecot(dir: string): Promise<{ perSecond: number; ok: number; stored: number }> {
-  const base = join(dir, "dovecot");
-  for (const d of ["run", "state", "mail"]) await mkdir(join(base, d), { recursive: true });
-  await chmod(dir, 0o755);
-  await chmod(base, 0o755);
-  const passwd = await readFile("/etc/passwd", "utf8");
-  const f = (passwd.split("\n").find((l) => l.startsWith("dovecot:")) ?? "").split(":");
-  const uid = Number(f[2]);
-  const gid = Number(f[3]);
-  if (!uid) throw new Error("no dovecot user: install dovecot-lmtpd");
-  await chown(join(base, "mail"), uid, gid);
-  const port = await freePort();
-  const conf = `
-base_dir = ${base}/run
-state_dir = ${base}/state
-log_path = ${base}/dovecot.log
-instance_name = dovecot-bench-lmtp-${port}
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-default_internal_user = dovecot
-default_login_user = dovenull
-default_internal_group = dovecot
-first_valid_uid = 1
-mail_privileged_group =
-mail_fsync = always
-mail_location = maildir:~/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=${uid} gid=${gid} home=${base}/mail/%n
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = ${port}
-  }
-  unix_listener lmtp {
-    mode = 0600
-  }
-}
-`;
-  const confFile = join(base, "dovecot.conf");
-  await writeFile(confFile, conf);
-  const child = spawn("/usr/sbin/dovecot", ["-F", "-c", confFile], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+async function dovecot(): Promise<{ perSecond: number; ok: number; stored: number }> {
+  const server = await startDovecot({ protocol: "lmtp", fsync: "always" });
   try {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ port, host: "127.0.0.1" }, () => {
-          s.once("data", (d) => {
-            s.destroy();
-            resolve(d.toString().startsWith("220"));
-          });
-        });
-        s.on("error", () => resolve(false));
-      });
-      if (up) break;
-      if (child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(
-          `dovecot did not start: ${await readFile(join(base, "dovecot.log"), "utf8").catch(() => "")}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const r = await load(port, (u) => `user${u}@bench.example`);
-    return { ...r, stored: await countFiles(join(base, "mail")) };
+    const r = await load(server.port, (u) => `user${u}@bench.example`);
+    return { ...r, stored: await countFiles(join(server.dir, "mail")) };
   } finally {
-    await stopChild(child);
+    await server.stop();
   }
 }
 
@@ -249,7 +165,6 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 // Rounds alternate between the two servers so that load from anything else on
 // the machine hits both alike; the medians are compared.
 const dir = await mkdtemp(join(tmpdir(), "bench-lmtp-"));
-await chmod(dir, 0o755); // Dovecot's mail processes run as the dovecot user
 try {
   if (process.env.ONLY_OURS) {
     const a = await ours(dir);
@@ -266,7 +181,7 @@ try {
     const roundDir = join(dir, String(round));
     await mkdir(roundDir);
     const x = await ours(roundDir);
-    const y = await dovecot(roundDir);
+    const y = await dovecot();
     if (x.stored !== x.ok || y.stored !== y.ok) lost = true;
     a.push(x.perSecond);
     b.push(y.perSecond);

@@ -4,10 +4,12 @@
  * and the `put` shell function that installs a staged file only when it differs.
  *
  * Rendered files travel with `remote.CopyToRemote` into STAGE_DIR (mode 0700,
- * root only, so a secret file is never readable there whatever SFTP's mode);
- * one `remote.Command` per component then installs them with explicit modes and
- * owners, and restarts what changed. Steps compare content on the host, so a
- * re-run with the same inputs changes nothing and restarts nothing.
+ * owned by the SSH user, so a secret file is never readable there by anyone
+ * else whatever SFTP's mode); one `remote.Command` per component then installs
+ * them with explicit modes and owners, and restarts what changed. Steps compare
+ * content on the host, so a re-run with the same inputs changes nothing and
+ * restarts nothing. Steps run as root: directly, or through `sudo -n` when the
+ * SSH user is another (asRoot).
  */
 import { createHash } from "node:crypto";
 import { remote, type types } from "@pulumi/command";
@@ -147,9 +149,13 @@ export function asRoot(user: string, text: string): string {
   ].join("\n");
 }
 
-/** STAGE_DIR belongs to the SSH user (mode 0700) so SFTP can write it; root reads it through sudo. */
+/**
+ * STAGE_DIR belongs to the SSH user (mode 0700) so SFTP can write it; root reads
+ * it through sudo. Files staged earlier by another SSH user (a host moved from
+ * root to an admin user) change hands too, or SFTP could not overwrite them.
+ */
 export function stageDirLine(sshUser: string): string {
-  return `install -d -m 0700 -o ${shq(sshUser)} -g root ${STAGE_DIR}`;
+  return `install -d -m 0700 -o ${shq(sshUser)} -g root ${STAGE_DIR}\nchown -R ${shq(sshUser)} ${STAGE_DIR}`;
 }
 
 export interface StepArgs {

@@ -70,7 +70,8 @@ export async function applyLab(args: ApplyArgs, log: (m: string) => void): Promi
   return report;
 }
 
-function hostNames(t: Topology): Record<string, string> {
+/** Address → host name, for what the applier shows. */
+export function hostNames(t: Topology = loadTopology()): Record<string, string> {
   const names: Record<string, string> = {};
   for (const h of HOST_NAMES) names[t.addresses[h]] = h;
   return names;

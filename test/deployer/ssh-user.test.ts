@@ -99,6 +99,8 @@ describe("asRoot: steps for an SSH user other than root", () => {
   });
 
   it("gives the staging directory to the SSH user, so SFTP can write there", () => {
-    expect(stageDirLine("admin")).toBe(`install -d -m 0700 -o 'admin' -g root ${STAGE_DIR}`);
+    expect(stageDirLine("admin")).toBe(
+      `install -d -m 0700 -o 'admin' -g root ${STAGE_DIR}\nchown -R 'admin' ${STAGE_DIR}`,
+    );
   });
 });

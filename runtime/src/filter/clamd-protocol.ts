@@ -11,6 +11,7 @@
  * writes then fail with EPIPE/ECONNRESET.
  */
 import { connect, type Socket } from "node:net";
+import { type DaemonTarget, daemonExchange } from "./daemon-exchange.js";
 
 /** Bytes per INSTREAM chunk (clamdscan sends 8 KiB; larger chunks mean fewer syscalls). */
 export const CHUNK_BYTES = 64 * 1024;
@@ -63,7 +64,7 @@ async function sendPaced(socket: Socket, frames: Buffer[], stopped: () => boolea
 }
 
 /** zPING → PONG: is clamd alive? */
-export function clamdPing(target: { host: string; port: number; timeoutMs: number }): Promise<boolean> {
+export function clamdPing(target: DaemonTarget): Promise<boolean> {
   return new Promise((resolve) => {
     let got = "";
     const socket = connect({ host: target.host, port: target.port });
@@ -83,45 +84,23 @@ export function clamdPing(target: { host: string; port: number; timeoutMs: numbe
 
 type Raw = { reply: ClamdReply } | { cutOff: string };
 
-function instream(target: { host: string; port: number; timeoutMs: number }, message: Buffer): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let done = false;
-    let writeError: string | undefined;
-    const replyText = (): string => Buffer.concat(chunks).toString("utf8");
-    const finish = (err: Error | undefined, value?: Raw): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const socket = connect({ host: target.host, port: target.port });
-    const timer = setTimeout(
-      () => finish(new ClamdError(`clamd: no answer in ${target.timeoutMs} ms`)),
-      target.timeoutMs,
-    );
-    socket.on("connect", () => {
-      void sendPaced(socket, instreamFrames(message), () => done);
-    });
-    socket.on("data", (c: Buffer) => {
-      chunks.push(c);
-      if (c.includes(0)) finish(undefined, { reply: parseClamdReply(replyText()) });
-    });
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      if (!socket.connecting && (err.code === "EPIPE" || err.code === "ECONNRESET")) {
-        writeError = err.code; // clamd may have answered and closed; wait for "close"
-        return;
-      }
-      finish(new ClamdError(`clamd: ${err.code ?? err.message}`));
-    });
-    socket.on("close", () => {
-      const text = replyText();
-      if (text.trim() !== "") finish(undefined, { reply: parseClamdReply(text) });
-      else if (writeError) finish(undefined, { cutOff: writeError });
-      else finish(new ClamdError("clamd: connection closed without a reply"));
-    });
+function instream(target: DaemonTarget, message: Buffer): Promise<Raw> {
+  let writeError: string | undefined;
+  return daemonExchange<Raw>(target, {
+    error: (text) => new ClamdError(`clamd: ${text}`),
+    send: (socket, finished) => void sendPaced(socket, instreamFrames(message), finished),
+    complete: (chunk) => chunk.includes(0),
+    tolerate(err, socket) {
+      if (socket.connecting || (err.code !== "EPIPE" && err.code !== "ECONNRESET")) return false;
+      writeError = err.code; // clamd may have answered and closed; wait for "close"
+      return true;
+    },
+    reply(raw) {
+      const text = raw.toString("utf8");
+      if (text.trim() !== "") return { reply: parseClamdReply(text) };
+      if (writeError) return { cutOff: writeError };
+      throw new ClamdError("clamd: connection closed without a reply");
+    },
   });
 }
 
@@ -131,10 +110,7 @@ function instream(target: { host: string; port: number; timeoutMs: number }, mes
  * tells the two causes apart: clamd alive → it was StreamMaxLength; dead → an
  * error.
  */
-export async function clamdScan(
-  target: { host: string; port: number; timeoutMs: number },
-  message: Buffer,
-): Promise<ClamdReply> {
+export async function clamdScan(target: DaemonTarget, message: Buffer): Promise<ClamdReply> {
   const raw = await instream(target, message);
   if ("reply" in raw) return raw.reply;
   if (await clamdPing(target)) return { kind: "too-large" };

@@ -14,7 +14,7 @@
  *
  * A non-zero status ("SPAMD/1.0 76 Bad header line") is an error.
  */
-import { connect } from "node:net";
+import { type DaemonTarget, daemonExchange } from "./daemon-exchange.js";
 
 export type SpamcCommand = "CHECK" | "SYMBOLS" | "REPORT";
 
@@ -74,39 +74,13 @@ export function parseSpamdResponse(raw: Buffer, command: SpamcCommand): SpamdRep
 }
 
 export function spamdScan(
-  target: { host: string; port: number; timeoutMs: number },
+  target: DaemonTarget,
   message: Buffer,
   command: SpamcCommand = "SYMBOLS",
 ): Promise<SpamdReply> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let done = false;
-    const finish = (err: Error | undefined, value?: SpamdReply): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.destroy();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const socket = connect({ host: target.host, port: target.port });
-    const timer = setTimeout(
-      () => finish(new SpamdError(`spamd: no answer in ${target.timeoutMs} ms`)),
-      target.timeoutMs,
-    );
-    socket.on("connect", () => {
-      socket.end(spamcRequest(command, message));
-    });
-    socket.on("data", (c: Buffer) => chunks.push(c));
-    socket.on("error", (err) =>
-      finish(new SpamdError(`spamd: ${(err as NodeJS.ErrnoException).code ?? err.message}`)),
-    );
-    socket.on("close", () => {
-      try {
-        finish(undefined, parseSpamdResponse(Buffer.concat(chunks), command));
-      } catch (err) {
-        finish(err as Error);
-      }
-    });
+  return daemonExchange(target, {
+    error: (text) => new SpamdError(`spamd: ${text}`),
+    send: (socket) => socket.end(spamcRequest(command, message)),
+    reply: (raw) => parseSpamdResponse(raw, command),
   });
 }

@@ -56,6 +56,29 @@ export async function writeSmallFile(
   }
 }
 
+/**
+ * Writes a file of any size through a file handle (flags "w", "wx" …),
+ * optionally sets its mtime and fsyncs it; on failure the file is removed.
+ */
+export async function writeFileHandle(
+  path: string,
+  flags: string,
+  data: Buffer | string,
+  options: { fsync: boolean; mtime?: Date },
+): Promise<void> {
+  const handle = await open(path, flags, 0o600);
+  try {
+    await handle.writeFile(data);
+    if (options.mtime) await handle.utimes(options.mtime, options.mtime);
+    if (options.fsync) await handle.sync();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+}
+
 /** Writes `data` to `tmpPath` (fsynced when asked), renames it over `finalPath`, fsyncs its directory. */
 export async function writeAtomic(
   tmpPath: string,
@@ -64,16 +87,7 @@ export async function writeAtomic(
   data: Buffer | string,
   fsync: boolean,
 ): Promise<void> {
-  const handle = await open(tmpPath, "w", 0o600);
-  try {
-    await handle.writeFile(data);
-    if (fsync) await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(tmpPath).catch(() => undefined);
-    throw err;
-  }
-  await handle.close();
+  await writeFileHandle(tmpPath, "w", data, { fsync });
   await rename(tmpPath, finalPath);
   if (fsync) await fsyncPath(dir);
 }

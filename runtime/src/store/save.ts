@@ -3,10 +3,10 @@
  * the internal date, fsynced; the caller renames it into new/ or cur/ under
  * the mailbox lock and fsyncs that directory before anyone hears "saved".
  */
-import { copyFile, link, open, unlink, utimes } from "node:fs/promises";
+import { copyFile, link, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { baseName, uniqueName } from "./filename.js";
-import { fsyncPath, isErrno, SYNC_WRITE_MAX_BYTES, writeSmallFile } from "./fsutil.js";
+import { fsyncPath, isErrno, SYNC_WRITE_MAX_BYTES, writeFileHandle, writeSmallFile } from "./fsutil.js";
 
 export interface TmpMessage {
   tmpPath: string;
@@ -50,18 +50,8 @@ export async function writeTmp(
     }
     return { tmpPath, base, size: content.length, internalDate: internalDate?.getTime() ?? now };
   }
-  const handle = await open(tmpPath, "wx", 0o600);
-  try {
-    await handle.writeFile(content);
-    // The file's mtime is the internal date (what a rebuild reads back); "now" needs no call.
-    if (internalDate) await handle.utimes(internalDate, internalDate);
-    if (fsync) await handle.sync();
-  } catch (err) {
-    await handle.close().catch(() => undefined);
-    await unlink(tmpPath).catch(() => undefined);
-    throw err;
-  }
-  await handle.close();
+  // The file's mtime is the internal date (what a rebuild reads back); "now" needs no call.
+  await writeFileHandle(tmpPath, "wx", content, { fsync, ...(internalDate ? { mtime: internalDate } : {}) });
   return { tmpPath, base, size: content.length, internalDate: internalDate?.getTime() ?? now };
 }
 

@@ -6,27 +6,17 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Bundle, buildBundle, type ServeProcess, spawnServe } from "../cli/bundle.js";
+import { freePort } from "../support/process.js";
 import { type Slapd, startSlapd, TEST_ACCOUNTS } from "../support/slapd.js";
 import { selfSigned } from "./support.js";
 
 const run = promisify(execFile);
 const alice = TEST_ACCOUNTS.find((a) => a.uid === "alice")!;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let ldap: Slapd;
 let bundle: Bundle;

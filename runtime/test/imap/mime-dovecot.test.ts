@@ -5,7 +5,7 @@
  * leaves their case to the server).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Dovecot, startDovecot } from "./dovecot.js";
+import { type Dovecot, startDovecot } from "../support/dovecot.js";
 import { fixture, startServer, type TestServer, Transcript } from "./support.js";
 
 const FIXTURES = ["nested.eml", "koi8.eml", "plain.eml"];

@@ -1,12 +1,10 @@
 // Shared set-up for the POP3 tests: a real slapd, a Maildir store, a
 // self-signed certificate made by openssl, the pop3 service on free ports,
 // and a raw line-level client for transcripts.
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import pino, { type Logger } from "pino";
 import { Registry } from "prom-client";
 import { RuntimeConfigSchema } from "../../src/config/schema.js";
@@ -18,8 +16,7 @@ import type { RunningService } from "../../src/service.js";
 import { createMaildirStore } from "../../src/store/index.js";
 import type { MailStore } from "../../src/store/types.js";
 import { type Slapd, startSlapd, TEST_ACCOUNTS } from "../support/slapd.js";
-
-const run = promisify(execFile);
+import { makeCertificate } from "../support/tls.js";
 
 export interface Pop3Harness {
   ldap: Slapd;
@@ -48,27 +45,7 @@ export async function harness(): Promise<Pop3Harness> {
   const tmp = await mkdtemp(join(tmpdir(), "pop3-"));
   const root = join(tmp, "mail");
   const store = createMaildirStore({ root, fsync: false, defaultQuotaBytes: 1e9 });
-  const certFile = join(tmp, "cert.pem");
-  const keyFile = join(tmp, "key.pem");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  ]);
+  const { certFile, keyFile } = await makeCertificate(tmp);
   const tls = { cert: await readFile(certFile), key: await readFile(keyFile) };
   const services: RunningService[] = [];
   return {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -50,6 +50,21 @@ describe("maildir store", () => {
     expect(again.recent().size).toBe(0);
     await s.close();
     await again.close();
+  });
+
+  it("saves messages larger than the synchronous-write limit with their internal date", async () => {
+    const user = await store.open("alice");
+    const body = `${"l".repeat(78)}\r\n`.repeat(4000); // 320,000 octets: the file-handle path
+    const date = new Date("2020-02-03T04:05:06Z");
+    const { uid } = await user.append("INBOX", msg("big", body), { internalDate: date });
+    expect(await readdir(join(dir, "alice", "tmp"))).toHaveLength(0);
+    const [file] = await readdir(join(dir, "alice", "new"));
+    // The file's mtime carries the internal date (what an index rebuild reads back).
+    expect((await stat(join(dir, "alice", "new", file!))).mtime.getTime()).toBe(date.getTime());
+    const s = await user.openMailbox("INBOX");
+    expect((await s.read(uid)).equals(msg("big", body))).toBe(true);
+    expect(s.messages()[0]?.internalDate.getTime()).toBe(date.getTime());
+    await s.close();
   });
 
   it("keeps flags in file names and keywords in dovecot-keywords", async () => {

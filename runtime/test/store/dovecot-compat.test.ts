@@ -7,7 +7,7 @@ import { chown, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMaildirStore, type MailStore } from "../../src/store/index.js";
-import { type Dovecot, startDovecot } from "../imap/dovecot.js";
+import { type Dovecot, startDovecot } from "../support/dovecot.js";
 
 const PASSWORD = "compat-secret";
 let dovecot: Dovecot;

@@ -27,6 +27,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Attribute, Change, Client } from "ldapts";
+import { freePort } from "./process.js";
+import { makeCertificate } from "./tls.js";
 
 const SLAPD = "/usr/sbin/slapd";
 const SCHEMA_DIR = "/etc/ldap/schema";
@@ -180,41 +182,6 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** A self-signed P-256 certificate for 127.0.0.1 (openssl, as on the hosts). */
-async function makeCertificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
-  const certFile = join(dir, "cert.pem");
-  const keyFile = join(dir, "key.pem");
-  await new Promise<void>((resolve, reject) => {
-    const p = spawn(
-      "openssl",
-      [
-        ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"],
-        ...["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        ...["-keyout", keyFile, "-out", certFile],
-      ],
-      { stdio: ["ignore", "ignore", "pipe"] },
-    );
-    let err = "";
-    p.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    p.once("error", reject);
-    p.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`openssl failed: ${err}`))));
-  });
-  await chmod(keyFile, 0o600);
-  return { certFile, keyFile };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
-
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((res) => {
     const socket = netConnect({ host, port });
@@ -300,7 +267,7 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
   const bindPassword = provider?.bindPassword ?? randomBytes(12).toString("hex");
   const bindPasswordFile = join(dir, "bind-password");
   await writeFile(bindPasswordFile, `${bindPassword}\n`, { mode: 0o600 });
-  const tlsFiles = options.tls ? await makeCertificate(dir) : undefined;
+  const tlsFiles = options.tls ? await makeCertificate(dir, "127.0.0.1") : undefined;
   const confFile = join(dir, "slapd.conf");
   await writeFile(
     confFile,

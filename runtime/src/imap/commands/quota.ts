@@ -6,7 +6,7 @@
 import { no } from "../errors.js";
 import type { Session } from "../session.js";
 import { compile } from "../wire/compiler.js";
-import { AUTHENTICATED, command } from "./types.js";
+import { AUTHENTICATED, command, mailboxCommand } from "./types.js";
 
 async function sendQuota(s: Session): Promise<void> {
   const q = await s.user!.quota();
@@ -27,21 +27,12 @@ export const getquota = command({
   },
 });
 
-export const getquotaroot = command({
-  states: AUTHENTICATED,
-  parse(args) {
-    const mailbox = args.mailbox();
-    args.end();
-    return mailbox;
-  },
-  async handler(s, mailbox) {
-    await s.user!.status(mailbox); // NONEXISTENT for unknown mailboxes
-    s.writeLine(
-      `* QUOTAROOT ${compile([mailbox === "INBOX" ? { atom: "INBOX" } : mailbox]).toString("latin1")} ""`,
-    );
-    await sendQuota(s);
-    return undefined;
-  },
+export const getquotaroot = mailboxCommand(async (s, mailbox) => {
+  await s.user!.status(mailbox); // NONEXISTENT for unknown mailboxes
+  s.writeLine(
+    `* QUOTAROOT ${compile([mailbox === "INBOX" ? { atom: "INBOX" } : mailbox]).toString("latin1")} ""`,
+  );
+  await sendQuota(s);
 });
 
 export const setquota = command({

@@ -50,3 +50,24 @@ export type AnyCommand = Command<any>;
 export function command<T>(c: Command<T>): Command<T> {
   return c;
 }
+
+/**
+ * A command whose one argument is a mailbox name (RFC 3501 §9 `mailbox`),
+ * allowed once authenticated: DELETE, SUBSCRIBE, UNSUBSCRIBE, GETQUOTAROOT.
+ */
+export function mailboxCommand(
+  handler: (session: Session, mailbox: string) => Promise<void>,
+): Command<string> {
+  return {
+    states: AUTHENTICATED,
+    parse(args) {
+      const mailbox = args.mailbox();
+      args.end();
+      return mailbox;
+    },
+    async handler(session, mailbox) {
+      await handler(session, mailbox);
+      return undefined;
+    },
+  };
+}
