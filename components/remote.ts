@@ -24,8 +24,11 @@ export type Connection = Omit<types.input.remote.ConnectionArgs, "user"> & { use
 /** Root-only directory where files are staged before they are installed. */
 export const STAGE_DIR = "/var/lib/mailinfra-deploy";
 
-/** Marker: something the running services use changed (TLS, bundle); MailRuntime restarts them. */
+/** Marker: something every running service uses changed (the bundle); MailRuntime restarts them all. */
 export const RESTART_MARKER = `${STAGE_DIR}/restart-needed`;
+
+/** Marker: the certificate or key changed; MailRuntime restarts only the services that serve TLS. */
+export const TLS_RESTART_MARKER = `${STAGE_DIR}/tls-changed`;
 
 /** Every step waits this long for SSH (first boot, reboots). */
 export const SSH_WAIT = { dialErrorLimit: 30, perDialTimeout: 15 } as const;

@@ -22,6 +22,7 @@ import {
   sha256,
   shq,
   stageFile,
+  TLS_RESTART_MARKER,
 } from "./remote.js";
 import { type RuntimeService, unitName } from "./render/index.js";
 import { QUEUE_DIR, RUNTIME_CONFIG_PATH } from "./runtime-values.js";
@@ -61,13 +62,25 @@ export interface MailRuntimeArgs {
 /** Seconds a started service must stay up before the step calls it running. */
 export const SETTLE_SECONDS = 2;
 
+/**
+ * The services that serve TLS (SMTP STARTTLS, submission, IMAPS/STARTTLS, POP3S,
+ * ManageSieve STARTTLS): a new certificate restarts these, not LMTP, webmail or stats.
+ */
+export const TLS_SERVICES: readonly RuntimeService[] = ["smtp", "imap", "pop3", "managesieve"];
+
+/** The shell test for "restart this unit": its config/bundle changed, or the certificate and it serves TLS. */
+function restartTest(service: RuntimeService): string {
+  return TLS_SERVICES.includes(service) ? '{ [ "$changed" = 1 ] || [ "$tls" = 1 ]; }' : '[ "$changed" = 1 ]';
+}
+
 export function installScript(
   a: Omit<MailRuntimeArgs, "connection" | "dependsOn" | "bundleHash" | "tlsFingerprint">,
 ): string {
   const u = a.user;
   const own = (f: RuntimeFile) => (f.secret ? `${u}:${u}` : `root:${u}`);
-  const boot = a.units.filter((x) => !x.heartbeatManaged).map((x) => unitName(x.service));
-  const managed = a.units.filter((x) => x.heartbeatManaged).map((x) => unitName(x.service));
+  const named = a.units.map((x) => ({ ...x, unit: unitName(x.service) }));
+  const boot = named.filter((x) => !x.heartbeatManaged);
+  const managed = named.filter((x) => x.heartbeatManaged);
   const node = shq(a.nodePath);
   const bundle = shq(`${a.prefix}/mailinfra.mjs`);
   return script(
@@ -83,26 +96,27 @@ export function installScript(
       (x) => `put ${STAGE_DIR}/unit-${x.service} /etc/systemd/system/${unitName(x.service)} 0644 root:root`,
     ),
     `[ -e ${RESTART_MARKER} ] && changed=1`,
+    `tls=0; [ -e ${TLS_RESTART_MARKER} ] && tls=1`,
     "started=0",
     'if [ "$changed" = 1 ]; then systemctl daemon-reload; fi',
-    ...boot.map((unit) =>
+    ...boot.map(({ service, unit }) =>
       [
         `systemctl enable -q ${unit}`,
-        `if [ "$changed" = 1 ]; then systemctl restart ${unit}; started=1; echo "restarted ${unit}";`,
+        `if ${restartTest(service)}; then systemctl restart ${unit}; started=1; echo "restarted ${unit}";`,
         `elif ! systemctl is-active -q ${unit}; then systemctl start ${unit}; started=1; echo "started ${unit}"; fi`,
       ].join("\n"),
     ),
     ...managed.map(
-      (unit) =>
-        `if [ "$changed" = 1 ] && systemctl is-active -q ${unit}; then systemctl restart ${unit}; echo "restarted ${unit} (active node)"; fi`,
+      ({ service, unit }) =>
+        `if ${restartTest(service)} && systemctl is-active -q ${unit}; then systemctl restart ${unit}; echo "restarted ${unit} (active node)"; fi`,
     ),
     // Only a service (re)started here must prove it stays up; a no-op run does not wait.
     boot.length > 0 && `if [ "$started" = 1 ]; then sleep ${SETTLE_SECONDS}; fi`,
     ...boot.map(
-      (unit) =>
+      ({ unit }) =>
         `systemctl is-active -q ${unit} || { echo "mailinfra: ${unit} is not running:" >&2; journalctl -u ${unit} -n 30 --no-pager >&2; exit 1; }`,
     ),
-    `rm -f ${RESTART_MARKER}`,
+    `rm -f ${RESTART_MARKER} ${TLS_RESTART_MARKER}`,
   );
 }
 

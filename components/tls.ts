@@ -3,7 +3,7 @@
  * services' user. Either given (the tlsCertificate/tlsPrivateKey secrets) or,
  * for lab and staging when none is given, generated self-signed ON the host with
  * openssl for the service names (host names, VIP names, addresses); regenerated
- * only when that list changes. A change marks the runtime for a restart.
+ * only when that list changes. A change marks the services that serve TLS for a restart.
  */
 import type { remote } from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
@@ -11,12 +11,12 @@ import {
   type Connection,
   hostCommand,
   PUT_FUNCTION,
-  RESTART_MARKER,
   STAGE_DIR,
   script,
   sha256,
   shq,
   stageFile,
+  TLS_RESTART_MARKER,
 } from "./remote.js";
 
 export const TLS_DIR = "/etc/mailinfra/tls";
@@ -57,7 +57,7 @@ export function selfSignedScript(owner: string, dnsNames: readonly string[], ips
     `  mv -f "$dir/key.pem.new" ${TLS_KEY}`,
     `  mv -f "$dir/cert.pem.new" ${TLS_CERT}`,
     `  printf '%s' "$want" > "$dir/names"`,
-    `  touch ${RESTART_MARKER}`,
+    `  touch ${TLS_RESTART_MARKER}`,
     "  echo 'self-signed certificate generated' >&2",
     "fi",
     `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`,
@@ -102,7 +102,7 @@ export function givenScript(owner: string): string {
     `[ "$(openssl x509 -in ${TLS_CERT} -noout -pubkey | sha256sum)" = "$(openssl pkey -in ${TLS_KEY} -pubout | sha256sum)" ] ||`,
     `  { echo "mailinfra: tlsPrivateKey does not belong to tlsCertificate" >&2; exit 1; }`,
     `rm -f ${TLS_DIR}/names`,
-    `if [ "$changed" = 1 ]; then touch ${RESTART_MARKER}; fi`,
+    `if [ "$changed" = 1 ]; then touch ${TLS_RESTART_MARKER}; fi`,
     `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`,
   );
 }

@@ -12,7 +12,10 @@ const USAGE = `usage: lab <command>
   kill <host>        power cut: SIGKILL to the host's PID 1
   start <host>       boot a host again after a power cut
   apply              apply the lab stack (index.ts) to the running hosts
-                     (--no-build: keep the runtime bundle already built)
+                     (--no-build: keep the runtime bundle already built;
+                      --stack-file FILE: another lab stack file;
+                      --secrets-file FILE: a 0600 JSON object of secrets to give,
+                      e.g. {"tlsCertificate": "...", "tlsPrivateKey": "..."})
   deploy             up if needed, apply, then print how to reach the system`;
 
 const log = (m: string) => console.log(`lab: ${m}`);

@@ -8,7 +8,7 @@ import { paths, REPO_ROOT } from "../paths.js";
 import { BRIDGE_ADDRESS, HOST_NAMES, LAB_STACK_FILE, loadTopology, type Topology } from "../topology.js";
 import { type ApplyReport, apply } from "./applier.js";
 import { Progress, summary } from "./progress.js";
-import { labStackConfig } from "./stack-config.js";
+import { labStackConfig, readSecretsFile } from "./stack-config.js";
 
 export const PROJECT = "mailinfra";
 export const STACK = "lab";
@@ -19,6 +19,8 @@ export interface ApplyArgs {
   stackFile: string;
   /** Skip `npm run build`: apply the bundle already built (a no-op re-apply of the same build). */
   noBuild?: boolean;
+  /** A JSON file (mode 0600) of secrets the operator gives, e.g. tlsCertificate and tlsPrivateKey. */
+  secretsFile?: string;
 }
 
 export function parseApplyArgs(argv: string[]): ApplyArgs {
@@ -32,7 +34,11 @@ export function parseApplyArgs(argv: string[]): ApplyArgs {
     }
     if (a === "--program" && v) args.program = resolve(v);
     else if (a === "--stack-file" && v) args.stackFile = resolve(v);
-    else throw new Error(`unknown argument ${a} (expected --program FILE, --stack-file FILE, --no-build)`);
+    else if (a === "--secrets-file" && v) args.secretsFile = resolve(v);
+    else
+      throw new Error(
+        `unknown argument ${a} (expected --program FILE, --stack-file FILE, --secrets-file FILE, --no-build)`,
+      );
     i++;
   }
   return args;
@@ -51,11 +57,13 @@ export async function applyLab(args: ApplyArgs, log: (m: string) => void): Promi
   }
   if (!existsSync(args.program)) throw new Error(`${args.program}: the program is not there`);
   if (args.program === join(REPO_ROOT, "index.ts") && !args.noBuild) await buildRuntime(log);
-  const stack = await labStackConfig(args.stackFile, PROJECT);
+  const given = args.secretsFile ? await readSecretsFile(args.secretsFile) : {};
+  const stack = await labStackConfig(args.stackFile, PROJECT, [], given);
   log(
     `applying ${args.program} (stack ${STACK}, ${existsSync(args.stackFile) ? args.stackFile : "no stack file"})`,
   );
   if (stack.generated.length) log(`lab-supplied config: ${stack.generated.join(", ")}`);
+  if (args.secretsFile) log(`given secrets (${args.secretsFile}): ${Object.keys(given).join(", ")}`);
   const progress = new Progress(process.stdout, hostNames(loadTopology()));
   const report = await apply({
     program: args.program,

@@ -2,9 +2,11 @@
 // stacks/Pulumi.lab.yaml as `mailinfra:<key>` (objects as JSON strings), and the
 // secrets a real stack would hold encrypted (`secure:`), which the lab makes up
 // and keeps in .lab-state/secrets.json (0600): its SSH key and generated passwords.
+// Secrets the operator gives (`lab apply --secrets-file`, e.g. tlsCertificate and
+// tlsPrivateKey) come on top, for that run only: never written to secrets.json.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, readFile, writeFile } from "node:fs/promises";
+import { chmod, readFile, stat, writeFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { paths } from "../paths.js";
 
@@ -34,14 +36,40 @@ async function loadSecrets(): Promise<Record<string, string>> {
 }
 
 /**
+ * Reads a secrets file: a JSON object of secret keys (`tlsCertificate` or
+ * `mailinfra:tlsCertificate`) to string values. It must be readable by its owner only.
+ */
+export async function readSecretsFile(file: string): Promise<Record<string, string>> {
+  const st = await stat(file);
+  if ((st.mode & 0o077) !== 0)
+    throw new Error(`${file}: a secrets file must be readable by its owner only (chmod 600)`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, "utf8"));
+  } catch {
+    throw new Error(`${file}: expected a JSON object of secret keys to strings`);
+  }
+  if (!doc || typeof doc !== "object" || Array.isArray(doc))
+    throw new Error(`${file}: expected a JSON object of secret keys to strings`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(doc)) {
+    if (typeof v !== "string" || v === "") throw new Error(`${file}: ${k}: expected a non-empty string`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
  * Builds the config. `requiredSecrets` names secret keys the program needs that
  * the stack file may not list (from the deployer's schema); every `secure:` entry
- * of the file is one too.
+ * of the file is one too. `given` are secrets the operator supplies (keys with or
+ * without the project prefix): they win over the lab's own and are not kept.
  */
 export async function labStackConfig(
   stackFile: string,
   project: string,
   requiredSecrets: readonly string[] = [],
+  given: Readonly<Record<string, string>> = {},
 ): Promise<StackConfig> {
   const doc = existsSync(stackFile)
     ? (parse(readFileSync(stackFile, "utf8")) as { config?: Record<string, unknown> })
@@ -102,6 +130,11 @@ export async function labStackConfig(
     config[k] = secretValue(k);
     secretKeys.push(k);
     generated.push(k);
+  }
+  for (const [raw, v] of Object.entries(given)) {
+    const k = fullKey(raw);
+    config[k] = v;
+    if (!secretKeys.includes(k)) secretKeys.push(k);
   }
   // A public-key key left empty in the file gets the lab's key.
   for (const [k, v] of Object.entries(config)) {

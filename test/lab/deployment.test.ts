@@ -2,7 +2,8 @@
 // hosts, then checked as ops would: SSH, the SAN, the VIP, Heartbeat, LDAP
 // replication, the runtime's services and their /healthz; a re-apply that
 // changes nothing, one that restarts only what a changed setting touches; the
-// store pair's one certificate; mail sent to each MX and submitted on each
+// store pair's one certificate; a certificate and key given as stack secrets
+// (signed by a test CA), served on the VIP, the relays and the MX; mail sent to each MX and submitted on each
 // relay, read over IMAP and POP3 on the VIP (Python's own clients); and a power
 // cut of the active store, after which the mail is still there.
 import { createHash, randomBytes } from "node:crypto";
@@ -150,8 +151,59 @@ async function servedCertificate(connectArgs: string): Promise<string> {
   return r.stdout.trim();
 }
 
+/** mailinfra-* units (and heartbeat, slapd) of a host → when each last started (a restart changes it). */
+async function unitStarts(h: HostName): Promise<Record<string, string>> {
+  const out = await sh(
+    h,
+    "for u in heartbeat slapd $(systemctl list-units 'mailinfra-*' --all --plain --no-legend | awk '{print $1}'); do " +
+      'echo "$u $(systemctl show -p ActiveEnterTimestampMonotonic --value "$u" 2>/dev/null)"; done',
+  );
+  return Object.fromEntries(out.split("\n").map((l) => l.split(" ") as [string, string]));
+}
+
+/** Runs a shell script locally (openssl in a temp dir); fails with its output on a non-zero exit. */
+async function local(cmd: string, cwd: string): Promise<string> {
+  const r = await run("sh", ["-c", cmd], { allowFail: true, cwd });
+  if (r.code !== 0) throw new Error(`${cmd}: exit ${r.code}: ${r.stderr || r.stdout}`);
+  return r.stdout.trim();
+}
+
+/**
+ * `openssl s_client` against the test CA only, the name checked too; returns the
+ * served certificate's fingerprint line. Fails when the chain or the name does not verify.
+ */
+async function verifiedCertificate(ca: string, connectArgs: string, name: string): Promise<string> {
+  const r = await run(
+    "sh",
+    [
+      "-c",
+      `openssl s_client -connect ${connectArgs} -verify_return_error -CAfile ${ca} -verify_hostname ${name} </dev/null 2>&1 >"$0.out"; ` +
+        'rc=$?; grep -E "^Verify return code|verify error" "$0.out"; ' +
+        'openssl x509 -in "$0.out" -noout -fingerprint -sha256; rm -f "$0.out"; exit $rc',
+      join(ca, "..", `s_client-${randomBytes(4).toString("hex")}`),
+    ],
+    { allowFail: true },
+  );
+  expect(r.stdout, `${connectArgs} (${name}): ${r.stderr}`).toContain("Verify return code: 0 (ok)");
+  expect(r.code, `${connectArgs} (${name}): ${r.stdout}${r.stderr}`).toBe(0);
+  return /^sha256 Fingerprint=.*$/m.exec(r.stdout)?.[0] ?? "";
+}
+
+/** TLS-serving services (a new certificate restarts these, nothing else). */
+const TLS_SERVICES = ["smtp", "imap", "pop3", "managesieve"];
+
 /** A Postfix header_checks rule (regexp table) the lab adds on a re-apply. */
 const PROBE_RULE = "/^Subject:.*lab-reject-probe/ REJECT no probes here";
+/** Writes the lab stack with one more header_checks rule to dir (a copy: stacks/ stays as it is). */
+function probeStack(dir: string): string {
+  const doc = parse(readFileSync(LAB_STACK_FILE, "utf8")) as {
+    config: Record<string, Record<string, unknown>>;
+  };
+  doc.config["mailinfra:filtering"] = { ...doc.config["mailinfra:filtering"], headerChecks: [PROBE_RULE] };
+  const stackFile = join(dir, "Pulumi.lab.yaml");
+  writeFileSync(stackFile, stringify(doc));
+  return stackFile;
+}
 /** Set once the MX hosts run with PROBE_RULE. */
 let headerChecksOn = false;
 
@@ -438,14 +490,8 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     const oldCert = await sh("relay1", `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`);
     expect(await servedCertificate(`${addr("relay1")}:587 -starttls smtp`)).toBe(oldCert);
     await sh("relay1", "rm /etc/mailinfra/tls/names");
-    // The lab stack with one more header_checks rule (a copy: stacks/ stays as it is).
-    const doc = parse(readFileSync(LAB_STACK_FILE, "utf8")) as {
-      config: Record<string, Record<string, unknown>>;
-    };
-    doc.config["mailinfra:filtering"] = { ...doc.config["mailinfra:filtering"], headerChecks: [PROBE_RULE] };
     const dir = mkdtempSync(join(tmpdir(), "mailinfra-lab-stack-"));
-    const stackFile = join(dir, "Pulumi.lab.yaml");
-    writeFileSync(stackFile, stringify(doc));
+    const stackFile = probeStack(dir);
     try {
       const r = await lab(["apply", "--no-build", "--stack-file", stackFile, ...programArgs]);
       expect(r.code, r.out).toBe(0);
@@ -480,6 +526,119 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     for (const n of ["DNS:imap.lab.example", "DNS:pop.lab.example", `IP Address:${topology.vip}`])
       expect(names).toContain(n);
     expect(await vipCertificate()).toBe(a!.split("\n")[0]);
+  });
+
+  it("a certificate and key given as stack secrets are served on the VIP, the relays and the MX; only TLS services restart", async () => {
+    const z = "lab.example";
+    const { active, passive } = await activeStore();
+    const dir = mkdtempSync(join(tmpdir(), "mailinfra-lab-tls-"));
+    try {
+      // A test CA, and one certificate for the lab's service names, signed by it.
+      const dns = [`imap.${z}`, `pop.${z}`, `mail.${z}`, ...HOST_NAMES.flatMap((h) => [`${h}.${z}`, h])];
+      const ips = [topology.vip, ...HOST_NAMES.map(addr)];
+      writeFileSync(
+        join(dir, "ext.cnf"),
+        [
+          "basicConstraints = critical, CA:FALSE",
+          "keyUsage = critical, digitalSignature, keyEncipherment",
+          "extendedKeyUsage = serverAuth",
+          `subjectAltName = ${[...dns.map((n) => `DNS:${n}`), ...ips.map((i) => `IP:${i}`)].join(", ")}`,
+          "",
+        ].join("\n"),
+      );
+      await local(
+        [
+          "umask 077",
+          "openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 2 -subj '/CN=mailinfra lab test CA' " +
+            "-addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' " +
+            "-keyout ca.key -out ca.pem 2>/dev/null",
+          `openssl req -newkey rsa:2048 -nodes -sha256 -subj '/CN=imap.${z}' -keyout key.pem -out req.csr 2>/dev/null`,
+          "openssl x509 -req -sha256 -days 2 -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -extfile ext.cnf -out cert.pem 2>/dev/null",
+        ].join(" && "),
+        dir,
+      );
+      const ca = join(dir, "ca.pem");
+      const certificate = readFileSync(join(dir, "cert.pem"), "utf8");
+      const privateKey = readFileSync(join(dir, "key.pem"), "utf8");
+      const given = await local("openssl x509 -in cert.pem -noout -fingerprint -sha256", dir);
+      // Before: the VIP serves the store pair's self-signed certificate, which the test CA does not vouch for.
+      expect(await vipCertificate()).not.toBe(given);
+      // The two secrets reach the applier in a 0600 file: only its path is on a command line.
+      const secretsFile = join(dir, "secrets.json");
+      writeFileSync(secretsFile, JSON.stringify({ tlsCertificate: certificate, tlsPrivateKey: privateKey }), {
+        mode: 0o600,
+      });
+      const before = Object.fromEntries(
+        await Promise.all(HOST_NAMES.map(async (h) => [h, await unitStarts(h)])),
+      );
+      const t0 = Date.now();
+      // The stack the MX run with now (header_checks of the previous test), so that only the certificate changes.
+      const stack = headerChecksOn ? ["--stack-file", probeStack(dir)] : [];
+      const r = await lab(["apply", "--no-build", ...stack, "--secrets-file", secretsFile, ...programArgs]);
+      console.log(`lab re-apply with a given certificate: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      expect(r.code, r.out).toBe(0);
+      // Never printed: not the key, not the certificate (each PEM body line is long and unique).
+      for (const line of [...privateKey.split("\n"), ...certificate.split("\n")].filter(
+        (l) => l.length >= 40,
+      ))
+        expect(r.out).not.toContain(line);
+      expect(readFileSync(REPORT_FILE, "utf8")).not.toContain(privateKey.split("\n")[1]!);
+
+      // Only the services that serve TLS restarted, where they run (not LMTP, not the passive store's).
+      const services = lastReport().outputs?.services as Record<string, { runs: string[] }>;
+      const after = Object.fromEntries(
+        await Promise.all(HOST_NAMES.map(async (h) => [h, await unitStarts(h)])),
+      );
+      const restarted = HOST_NAMES.flatMap((h) =>
+        Object.keys(after[h]!)
+          .filter((u) => after[h]![u] !== before[h]![u])
+          .map((u) => `${h} ${u}`),
+      );
+      const expected = HOST_NAMES.flatMap((h) =>
+        h === passive
+          ? []
+          : (services[h]?.runs ?? [])
+              .filter((s) => TLS_SERVICES.includes(s))
+              .map((s) => `${h} mailinfra-${s}.service`),
+      );
+      expect(restarted.sort()).toEqual(expected.sort());
+      expect(restarted).toEqual(
+        expect.arrayContaining(["mx1 mailinfra-smtp.service", `${active} mailinfra-imap.service`]),
+      );
+
+      // Installed, 0600, owned by the services' user, on every host that serves TLS (the passive store too).
+      for (const h of ["mx1", "mx2", "relay1", "relay2", "store1", "store2"] as const)
+        expect(
+          await sh(
+            h,
+            `stat -c '%a %U' ${TLS_CERT} ${TLS_KEY}; openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`,
+          ),
+          h,
+        ).toBe(`600 mailinfra\n600 mailinfra\n${given}`);
+
+      // Served, and verified against the test CA with the service's name.
+      const served = await Promise.all([
+        verifiedCertificate(ca, `${topology.vip}:993 -servername imap.${z}`, `imap.${z}`),
+        verifiedCertificate(ca, `${topology.vip}:995 -servername pop.${z}`, `pop.${z}`),
+        verifiedCertificate(ca, `${addr("relay1")}:587 -starttls smtp`, `mail.${z}`),
+        verifiedCertificate(ca, `${addr("relay2")}:587 -starttls smtp`, `relay2.${z}`),
+        verifiedCertificate(ca, `${addr("mx1")}:25 -starttls smtp`, `mx1.${z}`),
+        verifiedCertificate(ca, `${addr("mx2")}:25 -starttls smtp`, `mx2.${z}`),
+      ]);
+      expect(served).toEqual(Array(served.length).fill(given));
+      // And a name the certificate does not carry fails the same check (the check can fail).
+      const wrong = await run(
+        "sh",
+        [
+          "-c",
+          `openssl s_client -connect ${addr("mx1")}:25 -starttls smtp -verify_return_error -CAfile ${ca} -verify_hostname not-here.${z} </dev/null >/dev/null 2>&1`,
+        ],
+        { allowFail: true },
+      );
+      expect(wrong.code).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("a message sent to each MX is readable over IMAP and POP3 on the VIP", async () => {

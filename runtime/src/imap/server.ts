@@ -7,6 +7,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { parseListenAddress } from "../config/load.js";
 import type { Account, Directory } from "../directory/types.js";
 import type { TlsMaterial } from "../service.js";
 import type { MailStore, UserStore } from "../store/types.js";
@@ -25,12 +26,6 @@ export interface ImapServerOptions {
 
 /** How long failed logins from an address are remembered. */
 export const AUTH_FAILURE_WINDOW_MS = 15 * 60_000;
-
-export function parseListen(address: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]*)):(\d{1,5})$/.exec(address);
-  if (!m) throw new Error(`invalid listen address ${address}`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port: Number(m[3]) };
-}
 
 function metric<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
@@ -81,7 +76,7 @@ export class ImapServer implements SessionServer {
 
   /** Starts a listener; resolves to the bound "host:port". */
   async listen(address: string, implicitTls: boolean): Promise<string> {
-    const { host, port } = parseListen(address);
+    const { host = "0.0.0.0", port } = parseListenAddress(address);
     if (implicitTls && !this.tls)
       throw new Error("imap.tlsListen needs the tls section (certificate and key)");
     const server = implicitTls

@@ -5,6 +5,7 @@
 import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
+import { parseListenAddress } from "../config/load.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import type { Redirector } from "./deliver.js";
 import { createLmtpServer } from "./server.js";
@@ -14,13 +15,6 @@ export interface LmtpServiceOptions {
   /** The Sieve interpreter, once it exists; defaults to keep-in-INBOX. */
   hook?: DeliveryHook;
   redirect?: Redirector;
-}
-
-/** "host:port", "[v6]:port", ":port" → listen() arguments. */
-export function parseListen(address: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!match) throw new Error(`bad listen address ${JSON.stringify(address)}`);
-  return { host: match[1] ?? (match[2] || "0.0.0.0"), port: Number(match[3]) };
 }
 
 export async function startLmtp(
@@ -49,7 +43,7 @@ export async function startLmtp(
       ...(options.hook ? { hook: options.hook } : {}),
       ...(options.redirect ? { redirect: options.redirect } : {}),
     });
-    const { host, port } = parseListen(address);
+    const { host = "0.0.0.0", port } = parseListenAddress(address);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {

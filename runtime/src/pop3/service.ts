@@ -6,6 +6,7 @@
 import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { Counter } from "prom-client";
+import { parseListenAddress } from "../config/load.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import { AuthThrottle } from "./auth-throttle.js";
 import { limitsFromConfig, type Pop3Limits } from "./limits.js";
@@ -15,12 +16,6 @@ import type { Pop3ServerContext } from "./session.js";
 export interface Pop3ServiceOptions {
   /** Overrides for tests (e.g. a shorter auth failure delay). */
   limits?: Partial<Pop3Limits>;
-}
-
-function parseListen(address: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!match) throw new Error(`bad listen address ${JSON.stringify(address)}`);
-  return { host: match[1] ?? (match[2] || "0.0.0.0"), port: Number(match[3]) };
 }
 
 export async function startPop3(
@@ -68,7 +63,7 @@ export async function startPop3(
   ];
   for (const { address, tls } of plan) {
     const listener = createPop3Server(serverCtx, logger, tls, perIp);
-    const { host, port } = parseListen(address);
+    const { host = "0.0.0.0", port } = parseListenAddress(address);
     await new Promise<void>((resolve, reject) => {
       listener.server.once("error", reject);
       listener.server.listen(port, host, () => {

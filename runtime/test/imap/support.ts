@@ -3,7 +3,6 @@
  * a Directory (in-test accounts, or the real slapd-backed one), a self-signed
  * certificate, and a small transcript client for raw protocol tests.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -16,6 +15,7 @@ import type { ImapLimits } from "../../src/imap/limits.js";
 import { ImapServer } from "../../src/imap/server.js";
 import { createMaildirStore } from "../../src/store/index.js";
 import type { MailStore } from "../../src/store/types.js";
+import { makeCertificate } from "../support/tls.js";
 
 export const USERS: Record<string, { password: string; quotaBytes?: number }> = {
   alice: { password: "alice-secret-1", quotaBytes: 10 * 1024 ** 2 },
@@ -77,33 +77,8 @@ let certCache: { key: Buffer; cert: Buffer; certFile: string } | undefined;
 
 export async function selfSigned(): Promise<{ key: Buffer; cert: Buffer; certFile: string }> {
   if (certCache) return certCache;
-  const dir = await mkdtemp(join(tmpdir(), "imap-cert-"));
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      "/CN=localhost",
-      "-days",
-      "2",
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ],
-    { stdio: "ignore" },
-  );
-  certCache = {
-    key: await readFile(join(dir, "key.pem")),
-    cert: await readFile(join(dir, "cert.pem")),
-    certFile: join(dir, "cert.pem"),
-  };
+  const { certFile, keyFile } = await makeCertificate(await mkdtemp(join(tmpdir(), "imap-cert-")));
+  certCache = { key: await readFile(keyFile), cert: await readFile(certFile), certFile };
   return certCache;
 }
 

@@ -1,17 +1,8 @@
-// RFC 1939 §5 LIST [msg]
-import { sendListing } from "./message.js";
-import type { Pop3Command } from "./types.js";
+// RFC 1939 §5 LIST [msg]: the size of each message in octets.
+import { listingCommand } from "./message.js";
 
-export const LIST: Pop3Command = {
-  name: "LIST",
-  states: ["TRANSACTION"],
-  minArgs: 0,
-  maxArgs: 1,
-  handle: (s, { args }) =>
-    sendListing(
-      s,
-      args,
-      (n) => `+OK ${n} messages`,
-      (m) => m.meta.size,
-    ),
-};
+export const LIST = listingCommand(
+  "LIST",
+  (n) => `+OK ${n} messages`,
+  (m) => m.meta.size,
+);

@@ -5,6 +5,7 @@
  */
 import { StoreError } from "../../store/types.js";
 import type { Pop3Message, Pop3Session } from "../session.js";
+import type { Pop3Command } from "./types.js";
 
 /** The message `arg` names, or null once -ERR has been answered. */
 export function findMessage(s: Pop3Session, arg: string | undefined): Pop3Message | null {
@@ -53,4 +54,19 @@ export async function sendListing(
   }
   const lines = s.messages.flatMap((m, i) => (m.deleted ? [] : [`${i + 1} ${value(m)}`]));
   await s.write(`${header(lines.length)}\r\n${lines.map((l) => `${l}\r\n`).join("")}.\r\n`);
+}
+
+/** LIST and UIDL: the same command but for the listing's first line and the value per message. */
+export function listingCommand(
+  name: string,
+  header: (count: number) => string,
+  value: (m: Pop3Message) => string | number,
+): Pop3Command {
+  return {
+    name,
+    states: ["TRANSACTION"],
+    minArgs: 0,
+    maxArgs: 1,
+    handle: (s, { args }) => sendListing(s, args, header, value),
+  };
 }
