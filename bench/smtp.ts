@@ -26,7 +26,7 @@
  * each filter check is bench/filter.ts's job.
  *
  *   UV_THREADPOOL_SIZE=32 npx tsx bench/smtp.ts
- *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ROUNDS ONLY=mailinfra
+ *   (env: MESSAGES SESSIONS SIZE USERS HOLD POSTAL_SECONDS ROUNDS WARMUP ONLY=mailinfra
  *    WORKERS=n: smtp.workers of our MX, default one per CPU; 1 = one process)
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
@@ -133,13 +133,19 @@ async function load(port: number, messages = MESSAGES, reuse = false): Promise<n
   return (performance.now() - started) / 1000;
 }
 
+/** Untimed messages per system before the rounds (WARMUP; at least one per user). */
+const WARMUP = Math.max(USERS, Number(process.env.WARMUP ?? 400));
+
 /**
- * One message per user first, untimed: mailboxes get created (both stores do
- * that on first delivery) before the measured run.
+ * WARMUP messages first, untimed, the same for both systems: mailboxes get
+ * created (both stores do that on first delivery), and our processes'
+ * JavaScript is compiled (a fresh V8 runs the first few hundred sessions
+ * interpreted; a running MX does not), before the measured runs.
  */
 async function warmUp(port: number, mail: string): Promise<void> {
-  await load(port, USERS);
-  await waitStored(mail, USERS);
+  const n = Math.ceil(WARMUP / USERS) * USERS;
+  await load(port, n);
+  await waitStored(mail, n);
 }
 
 async function waitStored(dir: string, total: number, timeoutMs = 600_000): Promise<number> {

@@ -92,7 +92,7 @@ export class QueueRunner {
   notify(envelope: QueuedEnvelope, message?: Buffer): void {
     // From another process, the news may come after a scan found the file and its
     // delivery finished: the bytes must then not be delivered again.
-    if (envelope.hold) return;
+    if (envelope.hold || this.done.has(envelope.id)) return;
     if (this.due.has(envelope.id) || this.inFlight.has(envelope.id)) message = undefined;
     if (message && this.fresh.size < MAX_MESSAGES_IN_FLIGHT) {
       // Its own copy: the attempt mutates recipients' state (cheaper than structuredClone per message).
