@@ -189,6 +189,20 @@ async function verifiedCertificate(ca: string, connectArgs: string, name: string
   return /^sha256 Fingerprint=.*$/m.exec(r.stdout)?.[0] ?? "";
 }
 
+/** Resolves once host:port accepts a TCP connection (a restarted service binds a moment after it is "active"). */
+function accepts(host: string, port: number): Promise<true | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: 2000 });
+    const done = (v: true | undefined) => {
+      socket.destroy();
+      resolve(v);
+    };
+    socket.on("connect", () => done(true));
+    socket.on("timeout", () => done(undefined));
+    socket.on("error", () => done(undefined));
+  });
+}
+
 /** TLS-serving services (a new certificate restarts these, nothing else). */
 const TLS_SERVICES = ["smtp", "imap", "pop3", "managesieve"];
 
@@ -617,6 +631,17 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
         ),
       );
       expect(installed).toEqual(tlsHosts.map(() => `600 mailinfra\n600 mailinfra\n${given}`));
+
+      // The restarted services take a moment to bind after systemd calls them active.
+      const ports: [string, number][] = [
+        [topology.vip, 993],
+        [topology.vip, 995],
+        [addr("relay1"), 587],
+        [addr("relay2"), 587],
+        [addr("mx1"), 25],
+        [addr("mx2"), 25],
+      ];
+      await Promise.all(ports.map(([h, p]) => waitFor(`${h}:${p} to accept`, () => accepts(h, p), 20_000)));
 
       // Served, and verified against the test CA with the service's name (all at once: each MX
       // holds its greeting a few seconds). A name the certificate lacks must fail the same check.
