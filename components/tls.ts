@@ -22,6 +22,21 @@ import {
 export const TLS_DIR = "/etc/mailinfra/tls";
 export const TLS_CERT = `${TLS_DIR}/cert.pem`;
 export const TLS_KEY = `${TLS_DIR}/key.pem`;
+/** Which kind of step installed the pair now there: its delete removes the pair only if it is still its own. */
+export const TLS_SOURCE = `${TLS_DIR}/source`;
+
+export type TlsSource = "self-signed" | "given" | "shared";
+
+/**
+ * The delete of a TLS step. When the stack switches between a self-signed and a
+ * given pair, Pulumi creates the new step and only then deletes the old one: an
+ * unconditional `rm -rf` would remove the pair just installed.
+ */
+export function cleanupScript(source: TlsSource): string {
+  return script(
+    `if [ ! -e ${TLS_SOURCE} ] || [ "$(cat ${TLS_SOURCE})" = ${shq(source)} ]; then rm -rf ${TLS_DIR}; fi`,
+  );
+}
 
 export interface TlsArgs {
   connection: Connection;
@@ -60,6 +75,7 @@ export function selfSignedScript(owner: string, dnsNames: readonly string[], ips
     `  touch ${TLS_RESTART_MARKER}`,
     "  echo 'self-signed certificate generated' >&2",
     "fi",
+    `printf self-signed > ${TLS_SOURCE}`,
     `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`,
   );
 }
@@ -88,12 +104,12 @@ export function sharedInstallScript(owner: string): string {
     `sed -n '/-BEGIN [A-Z ]*PRIVATE KEY-/,/-END [A-Z ]*PRIVATE KEY-/p' "$pair" > ${STAGE_DIR}/tls-key.pem`,
     'rm -f "$pair"',
     `[ -s ${STAGE_DIR}/tls-cert.pem ] && [ -s ${STAGE_DIR}/tls-key.pem ] || { echo "mailinfra: no certificate and key came from the pair's first node" >&2; exit 1; }`,
-    givenScript(owner).replace(/^set -eu\n/, ""),
+    givenScript(owner, "shared").replace(/^set -eu\n/, ""),
   );
 }
 
 /** Installs the staged given pair (0600, owner) and checks that key and certificate match. */
-export function givenScript(owner: string): string {
+export function givenScript(owner: string, source: TlsSource = "given"): string {
   return script(
     PUT_FUNCTION,
     `install -d -m 0750 -o root -g ${owner} ${TLS_DIR}`,
@@ -102,6 +118,7 @@ export function givenScript(owner: string): string {
     `[ "$(openssl x509 -in ${TLS_CERT} -noout -pubkey | sha256sum)" = "$(openssl pkey -in ${TLS_KEY} -pubout | sha256sum)" ] ||`,
     `  { echo "mailinfra: tlsPrivateKey does not belong to tlsCertificate" >&2; exit 1; }`,
     `rm -f ${TLS_DIR}/names`,
+    `printf '%s' ${shq(source)} > ${TLS_SOURCE}`,
     `if [ "$changed" = 1 ]; then touch ${TLS_RESTART_MARKER}; fi`,
     `openssl x509 -in ${TLS_CERT} -noout -fingerprint -sha256`,
   );
@@ -115,12 +132,16 @@ export class Tls extends pulumi.ComponentResource {
   constructor(name: string, args: TlsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:tls:Tls", name, {}, opts);
     if (args.dnsNames.length === 0) throw new pulumi.ResourceError("at least one DNS name is needed", this);
-    const cleanup = script(`rm -rf ${TLS_DIR}`);
     if (args.given === undefined) {
       const create = selfSignedScript(args.owner, args.dnsNames, args.ipAddresses);
       this.step = hostCommand(
         `${name}-selfsigned`,
-        { connection: args.connection, create, delete: cleanup, triggers: [sha256(create)] },
+        {
+          connection: args.connection,
+          create,
+          delete: cleanupScript("self-signed"),
+          triggers: [sha256(create)],
+        },
         { parent: this, dependsOn: args.dependsOn },
       );
     } else {
@@ -141,7 +162,7 @@ export class Tls extends pulumi.ComponentResource {
         {
           connection: args.connection,
           create: givenScript(args.owner),
-          delete: cleanup,
+          delete: cleanupScript("given"),
           triggers: [cert.triggers, key.triggers],
         },
         { parent: this, dependsOn: [cert, key] },
@@ -186,11 +207,15 @@ export class SharedTls extends pulumi.ComponentResource {
     if (!first || rest.length === 0)
       throw new pulumi.ResourceError("a shared certificate needs 2+ nodes", this);
     if (args.dnsNames.length === 0) throw new pulumi.ResourceError("at least one DNS name is needed", this);
-    const cleanup = script(`rm -rf ${TLS_DIR}`);
     const create = sharedSelfSignedScript(args.owner, args.dnsNames, args.ipAddresses);
     this.generate = hostCommand(
       `${name}-${first.name}-selfsigned`,
-      { connection: first.connection, create, delete: cleanup, triggers: [sha256(create)] },
+      {
+        connection: first.connection,
+        create,
+        delete: cleanupScript("self-signed"),
+        triggers: [sha256(create)],
+      },
       {
         parent: this,
         dependsOn: first.dependsOn,
@@ -206,7 +231,7 @@ export class SharedTls extends pulumi.ComponentResource {
         {
           connection: node.connection,
           create: sharedInstallScript(args.owner),
-          delete: cleanup,
+          delete: cleanupScript("shared"),
           stdin: pair,
           triggers: [certHash, sha256(sharedInstallScript(args.owner))],
         },

@@ -3,10 +3,19 @@
 // part of MailRuntime's install script is run by sh, systemctl replaced by a
 // function that records what it is asked.
 import { spawnSync } from "node:child_process";
-import { describe, expect, it } from "vitest";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { RESTART_MARKER, TLS_RESTART_MARKER } from "../../components/remote.js";
 import { installScript, TLS_SERVICES } from "../../components/runtime.js";
-import { givenScript, selfSignedScript } from "../../components/tls.js";
+import {
+  cleanupScript,
+  givenScript,
+  selfSignedScript,
+  TLS_DIR,
+  type TlsSource,
+} from "../../components/tls.js";
 
 const script = installScript({
   runtimeYaml: "",
@@ -58,5 +67,39 @@ describe("restarts after a certificate change", () => {
       expect(s).toContain(`touch ${TLS_RESTART_MARKER}`);
       expect(s).not.toContain(RESTART_MARKER);
     }
+  });
+});
+
+describe("a TLS step's delete after a switch between self-signed and given", () => {
+  const root = mkdtempSync(join(tmpdir(), "mailinfra-tls-cleanup-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  /** Runs cleanupScript(step) on a directory whose pair came from `installed`; true if the pair is still there. */
+  function survives(installed: TlsSource | undefined, step: TlsSource): boolean {
+    const dir = mkdtempSync(join(root, "tls-"));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "cert.pem"), "x");
+    if (installed) writeFileSync(join(dir, "source"), installed);
+    const r = spawnSync("sh", ["-c", cleanupScript(step).replaceAll(TLS_DIR, dir)], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    return existsSync(join(dir, "cert.pem"));
+  }
+
+  it("removes the pair only when the step being deleted installed it", () => {
+    // Pulumi creates the new step first, then deletes the old one: the new pair stays.
+    expect(survives("given", "self-signed")).toBe(true);
+    expect(survives("given", "shared")).toBe(true);
+    expect(survives("self-signed", "given")).toBe(true);
+    // Removing TLS altogether (or a pair from before the source file) still cleans up.
+    expect(survives("given", "given")).toBe(false);
+    expect(survives("self-signed", "self-signed")).toBe(false);
+    expect(survives(undefined, "given")).toBe(false);
+  });
+
+  it("each install script records its source", () => {
+    expect(selfSignedScript("mailinfra", ["a.example"], [])).toContain(
+      `printf self-signed > ${TLS_DIR}/source`,
+    );
+    expect(givenScript("mailinfra")).toContain(`printf '%s' 'given' > ${TLS_DIR}/source`);
   });
 });
