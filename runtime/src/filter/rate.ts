@@ -49,6 +49,17 @@ export class RateLimiter {
     if (conn === undefined || isTrusted(session)) {
       return { result: result(CHECK, "connect", "skip", { detail: "trusted client" }), slot: false };
     }
+    // Counted already by the shared anvil (smtp/anvil.ts, several acceptors): its verdict stands.
+    if (conn.sharedRate !== undefined) {
+      const refused = conn.sharedRate.refused;
+      return { result: refused ? this.refuse(refused) : result(CHECK, "connect", "pass"), slot: false };
+    }
+    return this.admitAddress(conn.remoteAddress, conn.remotePort);
+  }
+
+  /** admit() for a bare address and port (the anvil in the smtp primary). */
+  admitAddress(remoteAddress: string, remotePort: number): { result: CheckResult; slot: boolean } {
+    const conn = { remoteAddress, remotePort };
     const t = this.now();
     if (++this.admissions % SWEEP_EVERY === 0) this.sweep(t);
     const key = clientKey(conn.remoteAddress);

@@ -99,6 +99,12 @@ export interface ConnectionInfo {
    * before MAIL: connection checks (DNSBL, HELO, rate) are skipped for it.
    */
   submission?: boolean;
+  /**
+   * The client rate/concurrency verdict of the smtp primary's anvil, when
+   * several acceptors share the limits (smtp/anvil.ts): filter/rate.ts then
+   * reports it instead of counting in this process. `refused`: why, if over.
+   */
+  sharedRate?: { refused?: string };
 }
 
 export interface Envelope {

@@ -14,8 +14,8 @@
  *              notice is caught by the runner's periodic scan.
  * An acceptor killed mid-DATA leaves at most a file in tmp/ (never renamed,
  * never acknowledged): the primary removes that process's tmp files.
- * Per-process state (pregreet passes, AUTH throttles, the filter's rate
- * counters) is kept per acceptor.
+ * Per-client limits (pregreet passes, AUTH throttles, the filter's client
+ * rate and concurrency) are kept in the primary for all (anvil.ts).
  */
 import cluster, { type Worker } from "node:cluster";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
@@ -28,6 +28,7 @@ import { openAcceptorQueue, openQueue } from "../queue/index.js";
 import type { QueuedEnvelope } from "../queue/types.js";
 import type { RunningService, ServiceContext } from "../service.js";
 import { LocalDomains } from "./address.js";
+import { AnvilServer, anvilLimits, LocalAnvil, RemoteAnvil } from "./anvil.js";
 import { createSmtpMetrics } from "./metrics.js";
 import { createRouter } from "./recipients.js";
 import { type SmtpServiceOptions, startSmtp } from "./service.js";
@@ -127,6 +128,7 @@ export async function startSmtpCluster(
     ...(dnsServers ? { dnsServers } : {}),
   });
   queueSize = () => queue.size();
+  const anvil = new AnvilServer(new LocalAnvil(anvilLimits(config, true)));
 
   // The acceptors' runtime.yaml: this one without the metrics address (served here for all).
   const dir = await mkdtemp(join(tmpdir(), "mailinfra-smtp-"));
@@ -174,6 +176,7 @@ export async function startSmtpCluster(
     const slot: Slot = { worker, startedAt: Date.now(), ready: false };
     slots[index] = slot;
     worker.on("message", (m: ToPrimary) => {
+      if (anvil.handle(worker, m)) return;
       if (m?.type === `${P}queued`) {
         const bytes = m.message
           ? Buffer.from(m.message.buffer, m.message.byteOffset, m.message.byteLength)
@@ -189,6 +192,7 @@ export async function startSmtpCluster(
     });
     worker.on("exit", (code, signal) => {
       const pid = worker.process.pid;
+      anvil.release(worker);
       void removeTmpOf(pid).catch((err: unknown) =>
         log.error({ err, pid }, "removing a dead acceptor's tmp files"),
       );
@@ -329,7 +333,11 @@ export async function startSmtpWorker(
         ...(message.length <= INLINE_MESSAGE_BYTES ? { message } : {}),
       }),
   });
-  const running = await startSmtp(ctx, { ...options, queue });
+  const running = await startSmtp(ctx, {
+    ...options,
+    queue,
+    anvil: new RemoteAnvil(anvilLimits(ctx.config)),
+  });
   let signalled = false;
   process.once("SIGTERM", () => {
     signalled = true;

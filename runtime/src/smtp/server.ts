@@ -23,9 +23,9 @@ import { newQueueId } from "../queue/store.js";
 import type { QueuedRecipient } from "../queue/types.js";
 import type { TlsMaterial } from "../service.js";
 import { type LocalDomains, parseAddress } from "./address.js";
-import type { AuthThrottle } from "./auth-throttle.js";
+import type { Anvil } from "./anvil.js";
 import { GatedSMTPServer } from "./gated-server.js";
-import { PregreetCache, type PregreetOutcome, pregreet } from "./greeting.js";
+import { type PregreetOutcome, pregreet } from "./greeting.js";
 import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES, REVERSE_LOOKUP_TIMEOUT_MS } from "./limits.js";
 import { assembleMessage, checkMessage, receivedHeader, submissionHeaders, withProtocol } from "./message.js";
 import type { SmtpMetrics } from "./metrics.js";
@@ -47,7 +47,8 @@ export interface ListenerDeps {
   logger: Logger;
   /** relay role only. */
   trusted?: Networks;
-  throttle: AuthThrottle;
+  /** Per-client limits shared by the host's acceptors (anvil.ts). */
+  anvil: Anvil;
   metrics?: SmtpMetrics;
   tls?: TlsMaterial;
   dnsServers?: string[];
@@ -139,7 +140,6 @@ export function createListener(deps: ListenerDeps): SMTPServer {
   const admitted = new Map<string, ConnState>();
   const greeting = config.greeting;
   const exempt = new Networks(greeting.exemptNetworks);
-  const passed = new PregreetCache(greeting.passTtlSeconds * 1000);
   const silent: PregreetOutcome = { earlyBytes: 0, waitedMs: 0, gone: false };
 
   /**
@@ -150,8 +150,11 @@ export function createListener(deps: ListenerDeps): SMTPServer {
   const gate = async (socket: Socket, id: string): Promise<boolean> => {
     const ip = (socket.remoteAddress ?? "").replace(/^::ffff:/i, "").toLowerCase();
     const trusted = kind === "relay" && (deps.trusted?.contains(ip) ?? false);
+    const port = socket.remotePort ?? 0;
+    const seen = await deps.anvil.connect(ip, port, kind !== "submission" && !trusted);
+    if (seen.rate) socket.once("close", () => deps.anvil.disconnect(ip, port));
     const pause =
-      kind === "submission" || trusted || exempt.contains(ip) || passed.has(ip) ? 0 : greeting.pauseMs;
+      kind === "submission" || trusted || exempt.contains(ip) || seen.pregreetPassed ? 0 : greeting.pauseMs;
     const [pre, hostname_] = await Promise.all([
       pause > 0 ? pregreet(socket, pause, greeting.partialBanner ? `${hostname} ESMTP` : undefined) : silent,
       clientName(ip),
@@ -163,12 +166,13 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     }
     const info: ConnectionInfo = {
       remoteAddress: ip,
-      remotePort: socket.remotePort ?? 0,
+      remotePort: port,
       ...(hostname_ ? { clientHostname: hostname_ } : {}),
       trustedNetwork: trusted,
       submission: kind === "submission",
       ...(pre.waitedMs > 0 ? { greetWaitMs: pre.waitedMs } : {}),
       ...(pre.earlyBytes > 0 ? { earlyTalker: true, earlyBytes: pre.earlyBytes } : {}),
+      ...(seen.rate ? { sharedRate: seen.rate } : {}),
     };
     const s: ConnState = {
       log,
@@ -196,7 +200,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
       setTimeout(() => socket.destroy(), 2000).unref();
       return false;
     }
-    if (pre.waitedMs > 0) passed.pass(ip);
+    if (pre.waitedMs > 0) deps.anvil.pregreetPass(ip);
     admitted.set(id, s);
     return true;
   };
@@ -264,15 +268,16 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           callback(reply(504, "5.5.4", "Unrecognized authentication type"));
           return;
         }
-        if (deps.throttle.blocked(ip)) {
-          s.log.warn({ user: auth.username }, "auth refused: too many failures from this address");
-          callback(reply(454, "4.7.0", "Too many authentication failures, try again later"));
-          return;
-        }
         const login = auth.username ?? "";
-        directory
-          .authenticate(login, auth.password ?? "")
-          .then((account: Account | null) => {
+        deps.anvil
+          .authBlocked(ip)
+          .then(async (blocked) => {
+            if (blocked) {
+              s.log.warn({ user: auth.username }, "auth refused: too many failures from this address");
+              callback(reply(454, "4.7.0", "Too many authentication failures, try again later"));
+              return;
+            }
+            const account: Account | null = await directory.authenticate(login, auth.password ?? "");
             if (account) {
               s.log.info({ user: account.uid }, "auth ok");
               const user: AuthUser = {
@@ -284,7 +289,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
               callback(null, { user });
               return;
             }
-            const delay = deps.throttle.fail(ip);
+            const delay = await deps.anvil.authFail(ip);
             s.log.warn({ user: login, delayMs: delay }, "auth failed");
             setTimeout(() => callback(reply(535, "5.7.8", "Authentication credentials invalid")), delay);
           })

@@ -15,7 +15,7 @@ import type { FilterPipeline } from "../filter/types.js";
 import { openQueue, type Queue } from "../queue/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import { LocalDomains } from "./address.js";
-import { AuthThrottle } from "./auth-throttle.js";
+import { type Anvil, anvilLimits, LocalAnvil } from "./anvil.js";
 import { isSmtpWorker, smtpWorkerCount, startSmtpCluster, startSmtpWorker } from "./cluster.js";
 import { createSmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
@@ -30,6 +30,8 @@ export interface SmtpServiceOptions {
    * opened here. An acceptor process (cluster.ts) passes its acceptor queue.
    */
   queue?: Queue;
+  /** The per-client limits; default: this process's own (anvil.ts). An acceptor passes the primary's. */
+  anvil?: Anvil;
 }
 
 /** "host:port", "[v6]:port", ":port" → listen() arguments. */
@@ -80,11 +82,7 @@ export async function startSmtp(
       localDomains: smtp.domains,
       hostname: config.host.name,
     });
-  const throttle = new AuthThrottle(
-    smtp.authFailuresBeforeDelay,
-    smtp.authFailuresBeforeBlock,
-    smtp.authFailureWindowSeconds * 1000,
-  );
+  const anvil = options.anvil ?? new LocalAnvil(anvilLimits(config));
   const common = {
     config: smtp,
     hostname: config.host.name,
@@ -93,7 +91,7 @@ export async function startSmtp(
     queue,
     pipeline,
     logger: log,
-    throttle,
+    anvil,
     metrics,
     ...(ctx.tls ? { tls: ctx.tls } : {}),
     ...(config.filter.dnsServers ? { dnsServers: config.filter.dnsServers } : {}),

@@ -5,7 +5,9 @@
  * acceptor killed with SIGKILL in the middle of DATA leaves no partial message
  * (nothing in msg/, its tmp/ file removed, nothing delivered), loses no
  * acknowledged one, and is replaced; /metrics sums the acceptors' counters;
- * SIGTERM drains every process.
+ * SIGTERM drains every process. Per-client limits hold per host, not per
+ * acceptor (smtp/anvil.ts): connections handed out round robin (Node's
+ * NODE_CLUSTER_SCHED_POLICY=rr), so each acceptor sees half of a client's.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -16,7 +18,15 @@ import { promisify } from "node:util";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openQueue } from "../../src/queue/index.js";
-import { makeConfig, python, type Sink, startSink, startWorld, type World } from "../smtp/harness.js";
+import {
+  makeCert,
+  makeConfig,
+  python,
+  type Sink,
+  startSink,
+  startWorld,
+  type World,
+} from "../smtp/harness.js";
 
 const SERVE = fileURLToPath(new URL("./fixtures/serve-cluster.ts", import.meta.url));
 
@@ -63,13 +73,15 @@ async function until(
 interface Cluster {
   child: ChildProcess;
   mx: number;
+  addresses: string[];
   pids: number[];
   out: () => string;
 }
 
-async function serve(configFile: string): Promise<Cluster> {
+async function serve(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<Cluster> {
   const child = spawn(process.execPath, ["--import", "tsx", SERVE, configFile], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
   });
   children.add(child);
   let out = "";
@@ -92,7 +104,13 @@ async function serve(configFile: string): Promise<Cluster> {
     addresses: string[];
     pids: number[];
   };
-  return { child, mx: Number(ready.addresses[0]?.split(":").pop()), pids: ready.pids, out: () => out };
+  return {
+    child,
+    mx: Number(ready.addresses[0]?.split(":").pop()),
+    addresses: ready.addresses,
+    pids: ready.pids,
+    out: () => out,
+  };
 }
 
 /** One smtplib connection per group, the groups in parallel (so both acceptors get some). */
@@ -249,6 +267,94 @@ print("CLOSED " + repr(f.read()), flush=True)
       expect(code).toBe(0);
       for (const pid of cluster.pids) await until(`acceptor ${pid} stopped`, () => !alive(pid), 5000);
       expect((await readdir(join(queueDir, "msg"))).length).toBe(0);
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+describe("per-client limits with smtp.workers = 2 (the anvil in the primary)", () => {
+  it("holds a client's connection rate and AUTH-failure throttle at the configured values", async () => {
+    const queueDir = await mkdtemp(join(world.dir, "queue-anvil-"));
+    const sink = await startSink({ lmtp: true });
+    const base = makeConfig({ queueDir, lmtpPort: sink.port });
+    const certDir = await mkdtemp(join(world.dir, "tls-anvil-"));
+    const tls = await makeCert(certDir);
+    await writeFile(join(certDir, "k.pem"), tls.key, { mode: 0o600 });
+    await writeFile(join(certDir, "c.pem"), tls.cert);
+    const file = join(queueDir, "..", `config-anvil-${sink.port}.json`);
+    await writeFile(
+      file,
+      JSON.stringify({
+        ...base,
+        tls: { keyFile: join(certDir, "k.pem"), certFile: join(certDir, "c.pem") },
+        filter: { ...base.filter, rate: { maxConnectionsPerMinute: 4, maxConcurrent: 0 } },
+        ldap: world.slapd.ldapConfig({ cacheTtlSeconds: 0 }),
+        smtp: {
+          ...base.smtp,
+          relay: { listen: [], submissionListen: ["127.0.0.1:0"], trustedNetworks: [] },
+          authFailuresBeforeDelay: 10,
+          authFailuresBeforeBlock: 3,
+          workers: 2,
+        },
+      }),
+    );
+    try {
+      const cluster = await serve(file, { NODE_CLUSTER_SCHED_POLICY: "rr" });
+      const submission = Number(cluster.addresses[1]?.split(":").pop());
+      expect(submission).toBeGreaterThan(0);
+      // Eight connections from one address, one after the other: 4 a minute are allowed.
+      const greetings = await python(
+        `
+import socket, sys
+for i in range(8):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    f = s.makefile("rb")
+    line = f.readline()
+    while line[3:4] == b"-":
+        line = f.readline()
+    print(line.decode().strip())
+    try:
+        s.sendall(b"QUIT\\r\\n")
+        f.read()
+    except OSError:
+        pass  # a refused connection may be reset
+    s.close()
+`,
+        [String(cluster.mx)],
+      );
+      const codes = greetings
+        .trim()
+        .split("\n")
+        .map((l) => l.slice(0, 3));
+      expect(codes).toEqual(["220", "220", "220", "220", "421", "421", "421", "421"]);
+      expect(greetings).toMatch(/421 4\.7\.0 Too many connections/);
+
+      // AUTH: 3 failures from one address block it on every acceptor, even with the right password.
+      const out = await python(
+        `
+import smtplib, ssl, sys, os
+def attempt(pw):
+    s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="guesser.test")
+    s.starttls(context=ssl._create_unverified_context())
+    s.ehlo()
+    s.esmtp_features["auth"] = "PLAIN"
+    try:
+        s.login("bob", pw)
+        r = "235"
+    except smtplib.SMTPAuthenticationError as e:
+        r = str(e.smtp_code) + " " + e.smtp_error.decode()
+    s.close()
+    return r
+for pw in ["guess1", "guess2", "guess3", os.environ["PW"], os.environ["PW"]]:
+    print(attempt(pw))
+`,
+        [String(submission)],
+        { PW: "bob-pw-2" },
+      );
+      const rows = out.trim().split("\n");
+      expect(rows.map((r) => r.slice(0, 3))).toEqual(["535", "535", "535", "454", "454"]);
+      expect(rows[3]).toContain("4.7.0 Too many authentication failures");
     } finally {
       await sink.close();
     }
