@@ -25,7 +25,7 @@ import {
   TLS_RESTART_MARKER,
 } from "./remote.js";
 import { type RuntimeService, unitName } from "./render/index.js";
-import { QUEUE_DIR, RUNTIME_CONFIG_PATH } from "./runtime-values.js";
+import { METRICS_PORTS, QUEUE_DIR, RUNTIME_CONFIG_PATH } from "./runtime-values.js";
 
 export interface RuntimeUnit {
   service: RuntimeService;
@@ -59,8 +59,29 @@ export interface MailRuntimeArgs {
   dependsOn: pulumi.Input<pulumi.Resource>[];
 }
 
-/** Seconds a started service must stay up before the step calls it running. */
-export const SETTLE_SECONDS = 2;
+/** Seconds a (re)started service has to answer 200 on its /healthz before the step fails. */
+export const HEALTH_WAIT_SECONDS = 30;
+
+/**
+ * Run by the host's node: polls http://127.0.0.1:PORT/healthz every 250 ms
+ * until it answers 200 (exit 0) or SECONDS pass (exit 1). Arguments: PORT SECONDS.
+ */
+export const HEALTH_WAIT_JS = [
+  'const http = require("node:http");',
+  "const port = Number(process.argv[1]);",
+  "const end = Date.now() + Number(process.argv[2]) * 1000;",
+  "function retry() { if (Date.now() > end) process.exit(1); setTimeout(probe, 250); }",
+  "function probe() {",
+  '  const req = http.get({ host: "127.0.0.1", port, path: "/healthz", timeout: 2000 }, (res) => {',
+  "    res.resume();",
+  "    if (res.statusCode === 200) process.exit(0);",
+  "    retry();",
+  "  });",
+  '  req.on("timeout", () => req.destroy());',
+  '  req.on("error", retry);',
+  "}",
+  "probe();",
+].join("\n");
 
 /**
  * The services that serve TLS (SMTP STARTTLS, submission, IMAPS/STARTTLS, POP3S,
@@ -110,8 +131,13 @@ export function installScript(
       ({ service, unit }) =>
         `if ${restartTest(service)} && systemctl is-active -q ${unit}; then systemctl restart ${unit}; echo "restarted ${unit} (active node)"; fi`,
     ),
-    // Only a service (re)started here must prove it stays up; a no-op run does not wait.
-    boot.length > 0 && `if [ "$started" = 1 ]; then sleep ${SETTLE_SECONDS}; fi`,
+    // Only a service (re)started here must prove it is up: its /healthz answers 200
+    // (it listens and its peers answer), so the step is not done before mail can flow.
+    // A no-op run does not wait.
+    ...boot.map(
+      ({ service, unit }) =>
+        `if [ "$started" = 1 ] && ! ${node} -e ${shq(HEALTH_WAIT_JS)} ${METRICS_PORTS[service]} ${HEALTH_WAIT_SECONDS}; then echo "mailinfra: ${unit} did not answer 200 on 127.0.0.1:${METRICS_PORTS[service]}/healthz within ${HEALTH_WAIT_SECONDS} s:" >&2; journalctl -u ${unit} -n 30 --no-pager >&2; exit 1; fi`,
+    ),
     ...boot.map(
       ({ unit }) =>
         `systemctl is-active -q ${unit} || { echo "mailinfra: ${unit} is not running:" >&2; journalctl -u ${unit} -n 30 --no-pager >&2; exit 1; }`,

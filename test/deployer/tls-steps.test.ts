@@ -31,11 +31,11 @@ const script = installScript({
   nodePath: "/usr/bin/node",
 });
 
-/** The decision lines (from `started=0` to the settle wait) run with changed/tls set. */
+/** The decision lines (from `started=0` to the health wait) run with changed/tls set. */
 function restarts(changed: 0 | 1, tls: 0 | 1): string[] {
   const lines = script.split("\n");
   const from = lines.indexOf("started=0");
-  const to = lines.findIndex((l) => l.includes("sleep"));
+  const to = lines.findIndex((l) => l.startsWith('if [ "$started" = 1 ]'));
   expect(from).toBeGreaterThan(0);
   expect(to).toBeGreaterThan(from);
   const body = [
