@@ -171,13 +171,13 @@ export class RemoteAnvil implements Anvil {
   }
 
   async authBlocked(ip: string): Promise<boolean> {
-    const v = undefined;
+    const v = await this.ask({ op: "auth-blocked", ip });
     return typeof v === "boolean" ? v : this.own.throttle.blocked(ip);
   }
 
   async authFail(ip: string): Promise<number> {
     const mine = this.own.throttle.fail(ip);
-    const v = undefined;
+    const v = await this.ask({ op: "auth-fail", ip });
     return typeof v === "number" ? v : mine;
   }
 }

@@ -1,0 +1,47 @@
+/**
+ * The anvil's in-process state (smtp/anvil.ts), as the primary keeps it for
+ * every acceptor: the client rate counted per address with slots freed on
+ * disconnect, AUTH failures, pregreet passes. The IPC side is tested with two
+ * acceptors in runtime/test/queue/cluster.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { LocalAnvil } from "../../src/smtp/anvil.js";
+
+const limits = {
+  authFailuresBeforeDelay: 2,
+  authFailuresBeforeBlock: 3,
+  authFailureWindowSeconds: 60,
+  pregreetPassTtlSeconds: 60,
+};
+
+describe("LocalAnvil", () => {
+  it("counts connections against filter.rate when it holds the rate (the primary)", async () => {
+    const anvil = new LocalAnvil({ ...limits, rate: { maxConnectionsPerMinute: 0, maxConcurrent: 2 } });
+    expect((await anvil.connect("192.0.2.1", 1001, true)).rate).toEqual({});
+    expect((await anvil.connect("::ffff:192.0.2.1", 1002, true)).rate).toEqual({});
+    expect((await anvil.connect("192.0.2.1", 1003, true)).rate?.refused).toMatch(/2 concurrent .*limit 2/);
+    // not subject to the limits (trusted, submission): not counted
+    expect((await anvil.connect("192.0.2.1", 1004, false)).rate).toBeUndefined();
+    anvil.disconnect("192.0.2.1", 1001);
+    expect((await anvil.connect("192.0.2.1", 1005, true)).rate).toEqual({});
+    expect((await anvil.connect("192.0.2.9", 1006, true)).rate).toEqual({});
+  });
+
+  it("leaves counting to the filter without a rate (one process)", async () => {
+    const anvil = new LocalAnvil(limits);
+    expect((await anvil.connect("192.0.2.1", 1, true)).rate).toBeUndefined();
+  });
+
+  it("throttles AUTH failures and remembers pregreet passes per address", async () => {
+    const anvil = new LocalAnvil(limits);
+    expect(await anvil.authFail("192.0.2.1")).toBe(0);
+    expect(await anvil.authFail("192.0.2.1")).toBe(1000);
+    expect(await anvil.authBlocked("192.0.2.1")).toBe(false);
+    await anvil.authFail("192.0.2.1");
+    expect(await anvil.authBlocked("192.0.2.1")).toBe(true);
+    expect(await anvil.authBlocked("192.0.2.2")).toBe(false);
+    expect((await anvil.connect("192.0.2.3", 1, false)).pregreetPassed).toBe(false);
+    anvil.pregreetPass("192.0.2.3");
+    expect((await anvil.connect("192.0.2.3", 2, false)).pregreetPassed).toBe(true);
+  });
+});
