@@ -3,20 +3,15 @@
  * (src/log, with its redaction paths) catches everything the IMAP server
  * writes while clients log in every way there is — and fail.
  */
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log/index.js";
+import { lineSink } from "../support/log-sink.js";
 import { startServer, type TestServer, Transcript, USERS } from "./support.js";
 
 const lines: string[] = [];
 let srv: TestServer;
 beforeAll(async () => {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString().split("\n").filter(Boolean));
-      done();
-    },
-  });
+  const sink = lineSink(lines);
   srv = await startServer({ logger: createLogger({ level: "trace", destination: sink }) });
 });
 afterAll(async () => {

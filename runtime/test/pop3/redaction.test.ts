@@ -4,9 +4,9 @@
  * while clients log in with USER/PASS and AUTH PLAIN — and fail, and while
  * the directory is down.
  */
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../src/log/index.js";
+import { lineSink } from "../support/log-sink.js";
 import { Conversation, harness, type Pop3Harness } from "./harness.js";
 
 const lines: string[] = [];
@@ -14,12 +14,7 @@ let h: Pop3Harness;
 let port: number;
 beforeAll(async () => {
   h = await harness();
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString().split("\n").filter(Boolean));
-      done();
-    },
-  });
+  const sink = lineSink(lines);
   ({ port } = await h.start({ tls: false, logger: createLogger({ level: "trace", destination: sink }) }));
 });
 afterAll(async () => {

@@ -6,11 +6,11 @@
  */
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runQueueCommand } from "../../src/queue/cli.js";
 import { QueueStore } from "../../src/queue/store.js";
+import { jsonSink } from "../support/log-sink.js";
 import { makeConfig, python, type Running, startService, startWorld, swaks, type World } from "./harness.js";
 
 let world: World;
@@ -36,13 +36,7 @@ beforeAll(async () => {
       "",
     ].join("\n"),
   );
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n"))
-        if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const sink = jsonSink(logs);
   smtp = await startService(
     world,
     makeConfig({

@@ -9,9 +9,9 @@
 import { mkdtemp } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonSink } from "../support/log-sink.js";
 import { makeConfig, type Running, startService, startWorld, swaks, type World } from "./harness.js";
 
 const PAUSE_MS = 600;
@@ -23,13 +23,7 @@ const logs: Array<Record<string, unknown>> = [];
 beforeAll(async () => {
   world = await startWorld();
   const queueDir = await mkdtemp(join(world.dir, "queue-"));
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split("\n"))
-        if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
+  const sink = jsonSink(logs);
   smtp = await startService(
     world,
     makeConfig({
