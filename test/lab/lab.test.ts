@@ -120,8 +120,8 @@ describe.sequential("the lab", () => {
       "ldap1",
       "systemctl is-active slapd heartbeat postfix dovecot postgresql clamav-daemon spamd || true; " +
         "systemctl is-active ssh; test -x /usr/sbin/slapd && test -x /usr/bin/node && echo installed; " +
-        "test -e /usr/sbin/policy-rc.d || echo no-policy-rc; ls -A /root /work; " +
-        `test -e ${paths.key} || echo key-hidden`,
+        "test -e /usr/sbin/policy-rc.d || echo no-policy-rc; " +
+        `test -e ${REPO_ROOT} || echo checkout-hidden; test -e ${paths.key} || echo key-hidden`,
     );
     const lines = out.split("\n");
     expect(lines.slice(0, 7)).toEqual(Array(7).fill("inactive"));
@@ -129,7 +129,7 @@ describe.sequential("the lab", () => {
     expect(lines).toContain("installed");
     expect(lines).toContain("no-policy-rc");
     expect(lines).toContain("key-hidden");
-    expect(out).not.toContain("main"); // the workspace's checkout is not visible
+    expect(lines).toContain("checkout-hidden"); // wherever the checkout lives (/work/main, /tmp/clone …)
     // Disabled, not removed: a service can still be enabled and started (slapd is SysV: enable, then restart).
     expect(
       await sh(
