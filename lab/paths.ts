@@ -5,8 +5,12 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-/** The workspace the machine's checkout lives in: hidden from the guests. */
-export const WORKSPACE = dirname(REPO_ROOT);
+/**
+ * The workspace the machine's checkout lives in: hidden from the guests. A
+ * checkout directly under `/` hides only itself (hiding `/` would hide the
+ * guests' whole root filesystem).
+ */
+export const WORKSPACE = dirname(REPO_ROOT) === "/" ? REPO_ROOT : dirname(REPO_ROOT);
 
 export const STATE_DIR = process.env.MAILINFRA_LAB_STATE ?? join(REPO_ROOT, ".lab-state");
 
