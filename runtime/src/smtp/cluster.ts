@@ -24,14 +24,11 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import { type RuntimeConfig, RuntimeConfigSchema } from "../config/schema.js";
-import { openAcceptorQueue, openQueue } from "../queue/index.js";
+import { openAcceptorQueue } from "../queue/index.js";
 import type { QueuedEnvelope } from "../queue/types.js";
 import type { RunningService, ServiceContext } from "../service.js";
-import { LocalDomains } from "./address.js";
 import { AnvilServer, anvilLimits, LocalAnvil, RemoteAnvil } from "./anvil.js";
-import { createSmtpMetrics } from "./metrics.js";
-import { createRouter } from "./recipients.js";
-import { type SmtpServiceOptions, startSmtp } from "./service.js";
+import { openSmtpQueue, type SmtpServiceOptions, smtpSections, startSmtp } from "./service.js";
 
 /** Set (to the acceptor's index) in an acceptor's environment. */
 export const WORKER_ENV = "MAILINFRA_SMTP_WORKER";
@@ -109,25 +106,11 @@ export async function startSmtpCluster(
   options: SmtpClusterOptions,
 ): Promise<RunningService> {
   const { config, logger } = ctx;
-  const smtp = config.smtp;
-  if (!smtp) throw new Error("runtime.yaml: `smtp` section missing for the smtp service");
-  if (!config.queue) throw new Error("runtime.yaml: `queue` section missing for the smtp service");
-  if (!ctx.directory)
-    throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
+  const { queue: queueConfig } = smtpSections(ctx);
   if (!cluster.isPrimary) throw new Error("startSmtpCluster: already in a cluster worker");
   const log = logger.child({ service: "smtp", role: "primary" });
-  const dnsServers = config.queue.dnsServers ?? config.filter.dnsServers;
-  let queueSize = () => 0;
-  const metrics = createSmtpMetrics(ctx.metrics, () => queueSize());
-  const queue = await openQueue({
-    onDelivery: metrics.delivery,
-    config: config.queue,
-    hostname: config.host.name,
-    router: createRouter(ctx.directory, new LocalDomains(smtp.domains)),
-    logger: logger.child({ service: "queue" }),
-    ...(dnsServers ? { dnsServers } : {}),
-  });
-  queueSize = () => queue.size();
+  // The SMTP metrics are registered here too: /metrics sums the acceptors' into them.
+  const { queue } = await openSmtpQueue(ctx);
   const anvil = new AnvilServer(new LocalAnvil(anvilLimits(config, true)));
 
   // The acceptors' runtime.yaml: this one without the metrics address (served here for all).
@@ -162,7 +145,7 @@ export async function startSmtpCluster(
 
   const removeTmpOf = async (pid: number | undefined) => {
     if (!pid) return;
-    const tmp = join(config.queue?.dir ?? "", "tmp");
+    const tmp = join(queueConfig.dir, "tmp");
     for (const name of await readdir(tmp).catch(() => [] as string[])) {
       // QueueStore's tmp names: <id>.<kind>.<pid>.<n>
       if (name.split(".")[2] === String(pid)) await rm(join(tmp, name), { force: true });

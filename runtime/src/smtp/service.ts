@@ -10,6 +10,8 @@
  */
 import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
+import type { RuntimeConfig } from "../config/schema.js";
+import type { Directory } from "../directory/types.js";
 import { createFilterPipeline } from "../filter/index.js";
 import type { FilterPipeline } from "../filter/types.js";
 import { openQueue, type Queue } from "../queue/index.js";
@@ -17,7 +19,7 @@ import type { RunningService, ServiceContext, StartService } from "../service.js
 import { LocalDomains } from "./address.js";
 import { type Anvil, anvilLimits, LocalAnvil } from "./anvil.js";
 import { isSmtpWorker, smtpWorkerCount, startSmtpCluster, startSmtpWorker } from "./cluster.js";
-import { createSmtpMetrics } from "./metrics.js";
+import { createSmtpMetrics, type SmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
 import { createRouter } from "./recipients.js";
 import { createListener, type ListenerKind } from "./server.js";
@@ -41,16 +43,52 @@ export function parseListen(address: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || "0.0.0.0"), port: Number(match[3]) };
 }
 
+/** The runtime.yaml sections `serve smtp` cannot run without, checked once. */
+export function smtpSections(ctx: ServiceContext): {
+  smtp: NonNullable<RuntimeConfig["smtp"]>;
+  queue: NonNullable<RuntimeConfig["queue"]>;
+  directory: Directory;
+} {
+  const { smtp, queue } = ctx.config;
+  if (!smtp) throw new Error("runtime.yaml: `smtp` section missing for the smtp service");
+  if (!queue) throw new Error("runtime.yaml: `queue` section missing for the smtp service");
+  if (!ctx.directory)
+    throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
+  return { smtp, queue, directory: ctx.directory };
+}
+
+/**
+ * The host's delivering queue (the single process's, or the cluster primary's)
+ * and the SMTP metrics that report its size; `given` replaces the opened queue.
+ */
+export async function openSmtpQueue(
+  ctx: ServiceContext,
+  given?: Queue,
+): Promise<{ queue: Queue; metrics: SmtpMetrics }> {
+  const { smtp, queue: queueConfig, directory } = smtpSections(ctx);
+  const { config, logger } = ctx;
+  let queue: Queue | undefined = given;
+  const metrics = createSmtpMetrics(ctx.metrics, () => queue?.size() ?? 0);
+  if (!queue) {
+    const dnsServers = queueConfig.dnsServers ?? config.filter.dnsServers;
+    queue = await openQueue({
+      onDelivery: metrics.delivery,
+      config: queueConfig,
+      hostname: config.host.name,
+      router: createRouter(directory, new LocalDomains(smtp.domains)),
+      logger: logger.child({ service: "queue" }),
+      ...(dnsServers ? { dnsServers } : {}),
+    });
+  }
+  return { queue, metrics };
+}
+
 export async function startSmtp(
   ctx: ServiceContext,
   options: SmtpServiceOptions = {},
 ): Promise<RunningService> {
   const { config, logger } = ctx;
-  const smtp = config.smtp;
-  if (!smtp) throw new Error("runtime.yaml: `smtp` section missing for the smtp service");
-  if (!config.queue) throw new Error("runtime.yaml: `queue` section missing for the smtp service");
-  if (!ctx.directory)
-    throw new Error("runtime.yaml: `ldap` section missing: recipients are checked in the directory");
+  const { smtp, directory } = smtpSections(ctx);
   const roles = new Set(config.host.roles);
   const wantMx = Boolean(smtp.mx) && (roles.has("mx") || roles.has("test"));
   const wantRelay = Boolean(smtp.relay) && (roles.has("relay") || roles.has("test"));
@@ -60,21 +98,7 @@ export async function startSmtp(
 
   const log = logger.child({ service: "smtp" });
   const domains = new LocalDomains(smtp.domains);
-  const directory = ctx.directory;
-  const dnsServers = config.queue.dnsServers ?? config.filter.dnsServers;
-  let queueSize = () => 0;
-  const metrics = createSmtpMetrics(ctx.metrics, () => queueSize());
-  const queue: Queue =
-    options.queue ??
-    (await openQueue({
-      onDelivery: metrics.delivery,
-      config: config.queue,
-      hostname: config.host.name,
-      router: createRouter(directory, domains),
-      logger: logger.child({ service: "queue" }),
-      ...(dnsServers ? { dnsServers } : {}),
-    }));
-  queueSize = () => queue.size();
+  const { queue, metrics } = await openSmtpQueue(ctx, options.queue);
   const pipeline =
     options.pipeline ??
     createFilterPipeline(config.filter, {
