@@ -37,6 +37,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { RuntimeConfigSchema } from "../runtime/src/config/schema.js";
+import { startDovecot } from "../runtime/test/support/dovecot.js";
 import { startSlapd, type TestAccount } from "../runtime/test/support/slapd.js";
 
 const run = promisify(execFile);
@@ -323,82 +324,20 @@ async function holdSessions(port: number, n: number): Promise<number> {
   return Math.min(greeted, alive);
 }
 
-async function dovecotLmtp(base: string): Promise<{ child: ChildProcess; port: number; mail: string }> {
-  for (const d of ["run", "state", "mail"]) await mkdir(join(base, d), { recursive: true });
-  const passwd = await readFile("/etc/passwd", "utf8");
-  const f = (passwd.split("\n").find((l) => l.startsWith("dovecot:")) ?? "").split(":");
-  const uid = Number(f[2]);
-  const gid = Number(f[3]);
-  await chown(join(base, "mail"), uid, gid);
-  const port = await freePort();
-  const conf = `
-base_dir = ${base}/run
-state_dir = ${base}/state
-log_path = ${base}/dovecot.log
-instance_name = dovecot-bench-smtp-${port}
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-default_internal_user = dovecot
-default_login_user = dovenull
-default_internal_group = dovecot
-first_valid_uid = 1
-mail_privileged_group =
-mail_fsync = always
-mail_location = maildir:~/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=${uid} gid=${gid} home=${base}/mail/%n
-}
-service lmtp {
-  process_limit = 20
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = ${port}
-  }
-  unix_listener lmtp {
-    mode = 0600
-  }
-}
-`;
-  await writeFile(join(base, "dovecot.conf"), conf);
-  const child = spawn("/usr/sbin/dovecot", ["-F", "-c", join(base, "dovecot.conf")], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: "127.0.0.1" }, () => {
-        s.once("data", (d) => {
-          s.destroy();
-          resolve(d.toString().startsWith("220"));
-        });
-      });
-      s.on("error", () => resolve(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error("dovecot did not start");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, port, mail: join(base, "mail") };
-}
-
 async function postfix(dir: string): Promise<System> {
   const base = join(dir, "postfix");
   const conf = join(base, "etc");
   await mkdir(conf, { recursive: true });
   await chmod(dir, 0o755);
   await chmod(base, 0o755);
-  const dovecot = await dovecotLmtp(join(base, "dovecot"));
+  // Dovecot's LMTP with mail_fsync = always, as the runtime's store fsyncs every delivery.
+  const dovecot = await startDovecot({ protocol: "lmtp", fsync: "always" });
+  const dovecotMail = join(dovecot.dir, "mail");
   const port = await freePort();
   let started = false;
   const stop = async () => {
     if (started) await run("postfix", ["-c", conf, "stop"]).catch(() => undefined);
-    await stopChild(dovecot.child);
+    await dovecot.stop();
   };
   try {
     await writeFile(
@@ -470,8 +409,8 @@ biff = no
           );
         await new Promise((r) => setTimeout(r, 100));
       }
-      await warmUp(port, dovecot.mail);
-      return { name: "postfix+dovecot", port, mail: dovecot.mail, stop };
+      await warmUp(port, dovecotMail);
+      return { name: "postfix+dovecot", port, mail: dovecotMail, stop };
     }
   } catch (err) {
     await stop();
