@@ -2,8 +2,12 @@
  * IMAP figures, side by side with Debian's Dovecot (dovecot-imapd) on this machine.
  *
  * (a) Idle connections: IDLE_CONNECTIONS clients log in, SELECT INBOX and
- *     IDLE; the server's RSS and heap (after GC) before and after, per
- *     connection. Our server runs in its own process (bench/imap-server.ts).
+ *     IDLE; memory per connection = (RSS summed over all of the server's
+ *     processes after − before) / connections held. Our service runs as
+ *     `serve imap` does, with IMAP_WORKERS workers (default: one per CPU)
+ *     beside its primary (bench/imap-server.ts); a process here may hold at
+ *     most `ulimit -Hn` descriptors, so the clients too are spread over
+ *     processes (this file again, BENCH_ROLE=idle-client).
  * (b) Mixed workload: CLIENTS concurrent clients for DURATION seconds, each
  *     repeating a session of LOGIN, SELECT, FETCH (FLAGS), FETCH BODY.PEEK[],
  *     FETCH ENVELOPE+BODYSTRUCTURE, STORE, SEARCH (flags), SEARCH (header),
@@ -11,7 +15,7 @@
  *     second for ours and Dovecot, and the ratio. Both fsync saved mail
  *     (ours: file + directory; Dovecot: mail_fsync = optimized, its default).
  *
- *   npx tsx bench/imap.ts   (env: IDLE_CONNECTIONS=19900 CLIENTS=40 DURATION=10 ROUNDS=3 USERS=40 MESSAGES=40
+ *   npx tsx bench/imap.ts   (env: IDLE_CONNECTIONS=20000 IMAP_WORKERS=2 CLIENTS=40 DURATION=10 ROUNDS=3 USERS=40 MESSAGES=40
  *                            SKIP_IDLE=1 SKIP_MIXED=1 BENCH_TRACE=1 SERVER_NODE_ARGS="--cpu-prof")
  * Rounds alternate between the servers and the medians are compared: the
  * machine is shared, single runs vary.
@@ -29,8 +33,10 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { startDovecot } from "../runtime/test/support/dovecot.js";
 
-/** 20,000 is the target; a process here may hold at most `ulimit -Hn` (20,000) descriptors, listeners and files included. */
-const IDLE_CONNECTIONS = Number(process.env.IDLE_CONNECTIONS ?? 19_900);
+/** The target; each process here may hold at most `ulimit -Hn` (20,000) descriptors: servers and clients use several. */
+const IDLE_CONNECTIONS = Number(process.env.IDLE_CONNECTIONS ?? 20_000);
+/** Connections per client process (well under the descriptor limit). */
+const PER_CLIENT_PROCESS = 7_000;
 const CLIENTS = Number(process.env.CLIENTS ?? 40);
 const DURATION = Number(process.env.DURATION ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -39,7 +45,11 @@ const MESSAGES = Number(process.env.MESSAGES ?? 40);
 const IDLE_USERS = 200;
 /** Dovecot forks an imap process per connection; this many show its per-connection cost. */
 const DOVECOT_IDLE_CONNECTIONS = Number(process.env.DOVECOT_IDLE_CONNECTIONS ?? 1000);
-const PASSWORD = randomBytes(12).toString("hex");
+/** The idle-client processes get the parent's (in their environment, never on a command line). */
+const PASSWORD =
+  process.env.BENCH_ROLE === "idle-client"
+    ? (process.env.BENCH_PASSWORD ?? "")
+    : randomBytes(12).toString("hex");
 
 function message(i: number): string {
   const line = `${"lorem ipsum dolor sit amet ".repeat(3).slice(0, 76)}\r\n`;
@@ -168,7 +178,10 @@ async function seed(port: number, users: number, messages: number): Promise<void
 interface OurServer {
   port: number;
   pid: number;
-  mem(): Promise<{ rss: number; heapUsed: number; external: number; connections: number }>;
+  /** Processes serving connections: the workers, or the one process. */
+  workers: number;
+  /** The primary's memory (after GC everywhere) and the connections open in all workers. */
+  mem(): Promise<{ rss: number; heapUsed: number; connections: number }>;
   stop(): Promise<void>;
 }
 
@@ -185,10 +198,11 @@ async function startOurs(root: string): Promise<OurServer> {
   const waiting: Array<(l: string) => void> = [];
   lines.on("line", (l) => waiting.shift()?.(l));
   const next = (): Promise<string> => new Promise((r) => waiting.push(r));
-  const { port } = JSON.parse(await next()) as { port: number };
+  const { port, pids } = JSON.parse(await next()) as { port: number; pids: number[] };
   return {
     port,
     pid: child.pid!,
+    workers: Math.max(1, pids.length - 1),
     async mem() {
       const p = next();
       child.stdin!.write("mem\n");
@@ -205,8 +219,8 @@ async function startOurs(root: string): Promise<OurServer> {
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
-/** Proportional set size (shared pages split among their users) of a process and all its descendants, in bytes. */
-async function treePss(root: number): Promise<number> {
+/** A process and all its descendants (the primary, its workers, tsx's esbuild helpers). */
+async function processTree(root: number): Promise<number[]> {
   const parents = new Map<number, number>();
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -223,13 +237,24 @@ async function treePss(root: number): Promise<number> {
         grew = true;
       }
   }
-  let total = 0;
-  for (const pid of tree) {
+  return [...tree];
+}
+
+/** RSS and PSS (shared pages split among their users) summed over a process tree, in bytes. */
+async function treeMemory(root: number): Promise<{ rss: number; pss: number; processes: number }> {
+  let rss = 0;
+  let pss = 0;
+  let processes = 0;
+  for (const pid of await processTree(root)) {
     const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
-    const m = /^Pss:\s+(\d+) kB/m.exec(rollup);
-    if (m) total += Number(m[1]) * 1024;
+    const r = /^Rss:\s+(\d+) kB/m.exec(rollup);
+    const p = /^Pss:\s+(\d+) kB/m.exec(rollup);
+    if (!r) continue;
+    processes += 1;
+    rss += Number(r[1]) * 1024;
+    pss += Number(p?.[1] ?? 0) * 1024;
   }
-  return total;
+  return { rss, pss, processes };
 }
 
 /** Opens `n` connections that log in, SELECT INBOX and IDLE; resolves once all are idling. */
@@ -237,13 +262,14 @@ async function holdIdle(
   port: number,
   n: number,
   users: number,
+  first = 0,
 ): Promise<{ clients: Client[]; seconds: number }> {
   const clients: Client[] = [];
   const started = Date.now();
-  let next = 0;
+  let next = first;
   await Promise.all(
     Array.from({ length: 200 }, async () => {
-      for (let i = next++; i < n; i = next++) {
+      for (let i = next++; i < first + n; i = next++) {
         const c = new Client();
         await c.connect(port, `127.0.0.${2 + (i % 50)}`);
         await c.cmd(`LOGIN u${i % users} ${PASSWORD}`);
@@ -256,12 +282,76 @@ async function holdIdle(
   return { clients, seconds: (Date.now() - started) / 1000 };
 }
 
+/** BENCH_ROLE=idle-client: holdIdle in this process, "HELD <n>" on stdout, hold until stdin ends. */
+async function idleClient(): Promise<void> {
+  const [port, n, users, first] = (process.env.IDLE_ARGS ?? "").split(",").map(Number) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const { clients } = await holdIdle(port, n, users, first);
+  process.stdout.write(`HELD ${clients.length}\n`);
+  process.stdin.resume();
+  process.stdin.on("end", () => {
+    for (const c of clients) c.close();
+    process.exit(0);
+  });
+}
+
+/** holdIdle spread over client processes of at most PER_CLIENT_PROCESS connections each. */
+async function holdIdleSpread(
+  port: number,
+  n: number,
+  users: number,
+): Promise<{ held: number; seconds: number; release(): Promise<void> }> {
+  const started = Date.now();
+  const procs = Math.ceil(n / PER_CLIENT_PROCESS);
+  const children = Array.from({ length: procs }, (_, k) => {
+    const first = Math.floor((k * n) / procs);
+    const count = Math.floor(((k + 1) * n) / procs) - first;
+    return spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+      env: {
+        ...process.env,
+        BENCH_ROLE: "idle-client",
+        BENCH_PASSWORD: PASSWORD,
+        IDLE_ARGS: [port, count, users, first].join(","),
+      },
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+  });
+  const counts = await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<number>((resolve, reject) => {
+          createInterface({ input: child.stdout! }).on("line", (l) => {
+            if (l.startsWith("HELD ")) resolve(Number(l.slice(5)));
+          });
+          child.once("exit", (code) => reject(new Error(`idle client exited ${code}`)));
+        }),
+    ),
+  );
+  return {
+    held: counts.reduce((a, b) => a + b, 0),
+    seconds: (Date.now() - started) / 1000,
+    async release() {
+      await Promise.all(
+        children.map((child) => {
+          const exited = new Promise((r) => child.once("exit", r));
+          child.stdin!.end();
+          return exited;
+        }),
+      );
+    },
+  };
+}
+
 async function idleBench(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), "bench-imap-idle-"));
   const server = await startOurs(root);
   try {
     await seed(server.port, IDLE_USERS, 3);
-    // warm-up: code paths, mailbox caches
+    // warm-up: code paths, mailbox caches (in every worker)
     const warm = await Promise.all(
       Array.from({ length: 200 }, async (_, i) => {
         const c = new Client();
@@ -274,20 +364,23 @@ async function idleBench(): Promise<void> {
     for (const c of warm) c.close();
     await new Promise((r) => setTimeout(r, 500));
     const before = await server.mem();
-    const pss0 = await treePss(server.pid);
-    const { clients, seconds } = await holdIdle(server.port, IDLE_CONNECTIONS, IDLE_USERS);
+    const tree0 = await treeMemory(server.pid);
+    const held = await holdIdleSpread(server.port, IDLE_CONNECTIONS, IDLE_USERS);
     await new Promise((r) => setTimeout(r, 1000));
     const after = await server.mem();
-    const pss1 = await treePss(server.pid);
+    const tree1 = await treeMemory(server.pid);
     const n = after.connections;
+    const kb = (bytes: number) => `${(bytes / n / 1024).toFixed(1)} KB`;
     console.log(
-      `(a) idle IMAP connections (LOGIN, SELECT INBOX, IDLE): ${n} held, opened in ${seconds.toFixed(1)} s`,
+      `(a) idle IMAP connections (LOGIN, SELECT INBOX, IDLE): ${n} held by the server (${held.held} clients idling),` +
+        ` opened in ${held.seconds.toFixed(1)} s`,
     );
     console.log(
-      `    ours: RSS ${mb(before.rss)} → ${mb(after.rss)}: ${((after.rss - before.rss) / n / 1024).toFixed(1)} KB per connection` +
-        ` (PSS ${((pss1 - pss0) / n / 1024).toFixed(1)} KB, JS heap ${((after.heapUsed - before.heapUsed) / n / 1024).toFixed(1)} KB)`,
+      `    ours (${server.workers} workers; ${tree1.processes} processes in all):` +
+        ` RSS total ${mb(tree0.rss)} → ${mb(tree1.rss)}: ${kb(tree1.rss - tree0.rss)} per connection` +
+        ` (PSS ${kb(tree1.pss - tree0.pss)}; primary RSS ${mb(before.rss)} → ${mb(after.rss)})`,
     );
-    for (const c of clients) c.close();
+    await held.release();
   } finally {
     await server.stop();
     await rm(root, { recursive: true, force: true });
@@ -298,14 +391,15 @@ async function idleBench(): Promise<void> {
     const users = 50;
     await seed(dovecot.port, users, 3);
     await new Promise((r) => setTimeout(r, 1000));
-    const pss0 = await treePss(dovecot.pid);
-    const { clients } = await holdIdle(dovecot.port, DOVECOT_IDLE_CONNECTIONS, users);
+    const tree0 = await treeMemory(dovecot.pid);
+    const held = await holdIdleSpread(dovecot.port, DOVECOT_IDLE_CONNECTIONS, users);
     await new Promise((r) => setTimeout(r, 1000));
-    const pss1 = await treePss(dovecot.pid);
+    const tree1 = await treeMemory(dovecot.pid);
     console.log(
-      `    dovecot: ${clients.length} held: PSS ${mb(pss0)} → ${mb(pss1)}: ${((pss1 - pss0) / clients.length / 1024).toFixed(1)} KB per connection`,
+      `    dovecot: ${held.held} held: PSS ${mb(tree0.pss)} → ${mb(tree1.pss)}: ${((tree1.pss - tree0.pss) / held.held / 1024).toFixed(1)} KB per connection` +
+        ` (RSS total ${mb(tree0.rss)} → ${mb(tree1.rss)})`,
     );
-    for (const c of clients) c.close();
+    await held.release();
   } finally {
     await dovecot.stop();
   }
@@ -396,6 +490,7 @@ async function mixedBench(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.env.BENCH_ROLE === "idle-client") return idleClient();
   if (process.env.BENCH_ULIMIT !== "1") {
     // re-run with a raised descriptor limit (20,000 sockets on each side)
     const args = [...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)];

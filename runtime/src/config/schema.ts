@@ -127,6 +127,16 @@ const ImapSection = z.object({
     .default(50 * 1024 ** 2),
   /** Once an address has failed authenticationsBeforeDelay times, each further failure is answered this late. */
   authFailureDelayMs: z.number().int().nonnegative().default(2000),
+  /**
+   * Processes for `serve imap` (imap/service.ts, cluster/workers.ts): each
+   * serves connections on the shared listening sockets (the kernel hands each
+   * connection to one); the primary keeps limits.maxConnectionsPerIp,
+   * maxConnectionsPerUser and the failed-login counts for the whole host.
+   * Absent: one per CPU (os.availableParallelism()); 1: one process. Each
+   * process holds at most `ulimit -n` descriptors, so N workers hold about N×
+   * as many idle connections.
+   */
+  workers: z.number().int().positive().max(64).optional(),
   limits: ConnectionLimits,
 });
 
@@ -164,13 +174,25 @@ const SmtpSection = z.object({
     .positive()
     .default(50 * 1024 ** 2),
   maxRecipients: z.number().int().positive().default(1000),
+  /**
+   * Mail loops (RFC 5321 §6.3, queue/loop.ts): a message with more Received
+   * fields than this is refused at DATA with 554 5.4.6, here and by LMTP on
+   * the store (which uses the default when its host has no smtp section).
+   * Postfix's hopcount_limit.
+   */
+  hopCountLimit: z.number().int().positive().default(50),
+  /**
+   * Simultaneous SMTP connections on this host, all listeners together; more
+   * get 421 4.7.0. With several acceptors (workers) they are counted in the
+   * primary (smtp/anvil.ts); should it not answer in time, each acceptor
+   * falls back to its own count, so the limit is then at most workers × this.
+   */
   maxConnections: z.number().int().positive().default(10_000),
   /**
    * Acceptor processes for `serve smtp` (smtp/cluster.ts): each accepts
    * connections on the shared listening sockets and writes the durable queue;
    * one process (the primary) runs the deliveries. Absent: one per CPU
    * (os.availableParallelism()); 1: one process doing both, as before.
-   * maxConnections applies per acceptor.
    */
   workers: z.number().int().positive().max(64).optional(),
   /** Resolve the client's PTR name for Received headers (off in tests: no DNS). */
@@ -261,6 +283,9 @@ const FilterSection = z
     /** Postfix check_sender_access / check_recipient_access maps (access(5)). */
     senderAccess: z.string().optional(),
     recipientAccess: z.string().optional(),
+    /** Postfix check_client_access (client name, then address) and check_helo_access maps (access(5)). */
+    clientAccess: z.string().optional(),
+    heloAccess: z.string().optional(),
     rate: z
       .object({
         /** New connections per client IP in any 60 s; more → 421 4.7.0. 0 disables. */

@@ -3,8 +3,8 @@
  * stage methods; each stage runs its checks, records their results, and
  * verdict.ts decides from all results so far and the policy.
  *
- *   connect  early-talker, rate, dnsbl
- *   helo     helo
+ *   connect  early-talker, rate, client-access, dnsbl
+ *   helo     helo, helo-access
  *   mail     sender-access, spf
  *   rcpt     recipient-access (a refusal refuses that recipient only)
  *   data     mime-bomb, header-checks, mime-header-checks, body-checks (one MIME
@@ -12,11 +12,21 @@
  *            authenticate() (dkim, dmarc, arc) in parallel
  *
  * Trusted networks and authenticated users skip the checks aimed at
- * strangers (early-talker, rate, dnsbl, helo, spf, dkim/dmarc/arc, spamd);
- * maps, MIME limits and the virus scan apply to every message.
+ * strangers (early-talker, rate, dnsbl, helo, client, helo and sender access
+ * maps, spf, dkim/dmarc/arc, spamd); recipient and content maps, MIME limits
+ * and the virus scan apply to every message.
  */
 import { hostname as osHostname } from "node:os";
-import { type AccessTable, loadAccessTable, recipientAccess, senderAccess } from "./access.js";
+import {
+  type AccessTable,
+  CLIENT_CHECK,
+  clientAccess,
+  HELO_CHECK,
+  heloAccess,
+  loadAccessTable,
+  recipientAccess,
+  senderAccess,
+} from "./access.js";
 import { arc } from "./arc.js";
 import { runAuth } from "./auth.js";
 import { bodyChecks } from "./body-checks.js";
@@ -71,6 +81,8 @@ export interface LoadedMaps {
   bodyChecks?: RegexpTable;
   senderAccess?: AccessTable;
   recipientAccess?: AccessTable;
+  clientAccess?: AccessTable;
+  heloAccess?: AccessTable;
 }
 
 /** Reads every configured map once; a bad map throws with file:line. */
@@ -87,6 +99,8 @@ export function loadMaps(config: FilterConfig): LoadedMaps {
   if (config.bodyChecks) maps.bodyChecks = content(config.bodyChecks);
   if (config.senderAccess) maps.senderAccess = loadAccessTable(config.senderAccess);
   if (config.recipientAccess) maps.recipientAccess = loadAccessTable(config.recipientAccess);
+  if (config.clientAccess) maps.clientAccess = loadAccessTable(config.clientAccess);
+  if (config.heloAccess) maps.heloAccess = loadAccessTable(config.heloAccess);
   return maps;
 }
 
@@ -116,6 +130,8 @@ export function createFilterPipeline(config: FilterConfig, deps: FilterDeps): Fi
         bodyChecks: maps.bodyChecks?.source,
         senderAccess: maps.senderAccess?.table.source,
         recipientAccess: maps.recipientAccess?.table.source,
+        clientAccess: maps.clientAccess?.table.source,
+        heloAccess: maps.heloAccess?.table.source,
       },
       spamd: config.spamd ? `${config.spamd.host}:${config.spamd.port}` : false,
       clamd: config.clamd ? `${config.clamd.host}:${config.clamd.port}` : false,
@@ -204,7 +220,15 @@ class Transaction implements FilterTransaction {
     const admitted = this.rate.admit(this.session);
     this.slot = admitted.slot;
     this.connResults.push(early, admitted.result);
-    if (early.action || admitted.result.action) {
+    const stranger = !isTrusted(this.session) && !conn.submission;
+    const access =
+      early.action || admitted.result.action
+        ? result(CLIENT_CHECK, "connect", "skip", { detail: "connection already refused" })
+        : stranger
+          ? clientAccess(this.maps.clientAccess, conn.remoteAddress, conn.clientHostname)
+          : result(CLIENT_CHECK, "connect", "skip", { detail: "trusted client" });
+    this.connResults.push(access);
+    if (early.action || admitted.result.action || access.action) {
       this.connResults.push(result("dnsbl", "connect", "skip", { detail: "connection already refused" }));
     } else {
       this.connResults.push(await this.dnsblFor(this.session));
@@ -216,6 +240,11 @@ class Transaction implements FilterTransaction {
     this.session.helo = name;
     this.connResults = this.connResults.filter((r) => r.stage !== "helo");
     this.connResults.push(helo(this.shared, this.session, name));
+    this.connResults.push(
+      isTrusted(this.session) || this.session.conn?.submission
+        ? result(HELO_CHECK, "helo", "skip", { detail: "trusted client" })
+        : heloAccess(this.maps.heloAccess, name),
+    );
     return this.verdict("helo");
   }
 

@@ -38,8 +38,21 @@ export interface TextTable {
   get(key: string): { result: string; line: number } | undefined;
 }
 
-export function parseTextTable(text: string, source = "<inline>"): TextTable {
+/**
+ * `validate` checks each entry's result when the table is loaded (why it
+ * cannot be used, or undefined); a bad one fails the load with file:line.
+ */
+export function parseTextTable(
+  text: string,
+  source = "<inline>",
+  validate?: (result: string) => string | undefined,
+): TextTable {
   const map = new Map<string, { result: string; line: number }>();
+  // An entry is checked once complete (continuation lines belong to its result).
+  const check = (entry: { result: string; line: number }) => {
+    const invalid = validate?.(entry.result);
+    if (invalid) throw new Error(`${source}:${entry.line}: ${invalid}`);
+  };
   const lines = text.split(/\r?\n/);
   let last: { key: string; entry: { result: string; line: number } } | undefined;
   for (let i = 0; i < lines.length; i++) {
@@ -54,8 +67,10 @@ export function parseTextTable(text: string, source = "<inline>"): TextTable {
     if (!m) throw new Error(`${source}:${i + 1}: expected "key value", got "${t}"`);
     const key = m[1]!.toLowerCase();
     const entry = { result: m[2]!, line: i + 1 };
+    if (last) check(last.entry);
     last = { key, entry };
     if (!map.has(key)) map.set(key, entry);
   }
+  if (last) check(last.entry);
   return { source, get: (key) => map.get(key.toLowerCase()) };
 }

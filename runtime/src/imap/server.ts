@@ -1,12 +1,15 @@
 /**
  * The IMAP listeners: plain (143, STARTTLS) and implicit TLS (993, RFC 8314),
  * connection limits per client address and per account, auth-failure
- * bookkeeping, and the sessions' shared dependencies.
+ * bookkeeping, and the sessions' shared dependencies. The limits are this
+ * process's (LocalConnectionLimits) or, with imap.workers > 1, the host's,
+ * kept by the cluster primary (cluster/limits.ts).
  */
 import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { type ConnectionLimits, LocalConnectionLimits } from "../cluster/limits.js";
 import { parseListenAddress } from "../config/load.js";
 import type { Account, Directory } from "../directory/types.js";
 import type { TlsMaterial } from "../service.js";
@@ -22,6 +25,8 @@ export interface ImapServerOptions {
   tls?: TlsMaterial | undefined;
   loginDisabledWithoutTls: boolean;
   metrics?: Registry | undefined;
+  /** Where connections per address and account and failed logins are counted; default: this process. */
+  connectionLimits?: ConnectionLimits | undefined;
 }
 
 /** How long failed logins from an address are remembered. */
@@ -39,15 +44,20 @@ export class ImapServer implements SessionServer {
   readonly metrics?: SessionServer["metrics"];
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<Session>();
-  private readonly perIp = new Map<string, number>();
-  private readonly perUser = new Map<string, number>();
-  private readonly failures = new Map<string, { count: number; since: number }>();
+  private readonly counted: ConnectionLimits;
   private readonly gauge: Gauge | undefined;
 
   constructor(private readonly options: ImapServerOptions) {
     this.log = options.logger;
     this.limits = options.limits;
     this.loginDisabledWithoutTls = options.loginDisabledWithoutTls;
+    this.counted =
+      options.connectionLimits ??
+      new LocalConnectionLimits({
+        maxConnectionsPerIp: options.limits.maxConnectionsPerIp,
+        maxConnectionsPerUser: options.limits.maxConnectionsPerUser,
+        authFailureWindowMs: AUTH_FAILURE_WINDOW_MS,
+      });
     this.tls = options.tls
       ? tls.createSecureContext({ key: options.tls.key, cert: options.tls.cert })
       : undefined;
@@ -107,24 +117,28 @@ export class ImapServer implements SessionServer {
 
   private accept(socket: net.Socket, secure: boolean): void {
     const ip = socket.remoteAddress ?? "unknown";
-    const count = (this.perIp.get(ip) ?? 0) + 1;
     socket.on("error", () => undefined);
-    if (count > this.limits.maxConnectionsPerIp) {
-      this.log.info({ remote: ip, count }, "too many connections from address");
-      socket.end("* BYE [UNAVAILABLE] Too many connections from your address\r\n");
-      setTimeout(() => socket.destroy(), 2000).unref();
-      return;
-    }
-    this.perIp.set(ip, count);
-    socket.once("close", () => {
-      const n = (this.perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(ip);
-      else this.perIp.set(ip, n);
+    // the client's first bytes wait in the socket until the session reads them
+    void this.counted.claim("ip", ip).then((ok) => {
+      if (!ok) {
+        this.log.info(
+          { remote: ip, limit: this.limits.maxConnectionsPerIp },
+          "too many connections from address",
+        );
+        socket.end("* BYE [UNAVAILABLE] Too many connections from your address\r\n");
+        setTimeout(() => socket.destroy(), 2000).unref();
+        return;
+      }
+      if (socket.destroyed) {
+        this.counted.release("ip", ip);
+        return;
+      }
+      socket.once("close", () => this.counted.release("ip", ip));
+      const session = new Session(socket, this, ip, secure);
+      this.sessions.add(session);
+      this.gauge?.inc();
+      session.start();
     });
-    const session = new Session(socket, this, ip, secure);
-    this.sessions.add(session);
-    this.gauge?.inc();
-    session.start();
   }
 
   authenticate(login: string, password: string): Promise<Account | null> {
@@ -138,29 +152,16 @@ export class ImapServer implements SessionServer {
     );
   }
 
-  claimUser(uid: string): boolean {
-    const n = this.perUser.get(uid) ?? 0;
-    if (n >= this.limits.maxConnectionsPerUser) return false;
-    this.perUser.set(uid, n + 1);
-    return true;
+  claimUser(uid: string): Promise<boolean> {
+    return this.counted.claim("user", uid);
   }
 
   releaseUser(uid: string): void {
-    const n = (this.perUser.get(uid) ?? 1) - 1;
-    if (n <= 0) this.perUser.delete(uid);
-    else this.perUser.set(uid, n);
+    this.counted.release("user", uid);
   }
 
-  authFailures(ip: string, add: boolean): number {
-    const now = Date.now();
-    let f = this.failures.get(ip);
-    if (f && now - f.since > AUTH_FAILURE_WINDOW_MS) f = undefined;
-    if (add) {
-      f = f ? { count: f.count + 1, since: f.since } : { count: 1, since: now };
-      this.failures.set(ip, f);
-      if (this.failures.size > 100_000) this.failures.clear();
-    }
-    return f?.count ?? 0;
+  authFailures(ip: string, add: boolean): Promise<number> {
+    return this.counted.authFailures(ip, add);
   }
 
   closed(session: Session): void {

@@ -26,11 +26,11 @@ export interface SessionServer {
   loginDisabledWithoutTls: boolean;
   authenticate(login: string, password: string, session: Session): Promise<Account | null>;
   openStore(account: Account): Promise<UserStore>;
-  /** Per-account connection accounting; false when the account is at its limit. */
-  claimUser(uid: string): boolean;
+  /** Per-account connection accounting; false when the account is at its limit (host-wide with imap.workers). */
+  claimUser(uid: string): boolean | Promise<boolean>;
   releaseUser(uid: string): void;
   /** Failed authentications from this address so far (for the delay). */
-  authFailures(ip: string, add: boolean): number;
+  authFailures(ip: string, add: boolean): number | Promise<number>;
   closed(session: Session): void;
   metrics?: { command(name: string, status: string): void } | undefined;
 }
@@ -491,7 +491,7 @@ export class Session {
   async login(account: Account): Promise<void> {
     // The client may have gone while the directory answered: cleanup() has run, take no slot.
     if (this.cleaned) throw new ImapError("NO", "Connection closed");
-    if (!this.server.claimUser(account.uid)) {
+    if (!(await this.server.claimUser(account.uid))) {
       throw new ImapError("NO", "Too many connections for this account", "LIMIT");
     }
     this.claimedUid = account.uid;

@@ -17,6 +17,8 @@ export const REPLIES = {
   overQuota: { code: 552, text: "5.2.2 Mailbox is full" },
   storeFault: { code: 451, text: "4.3.0 Temporary failure storing the message, try again later" },
   badMailbox: { code: 550, text: "5.1.1 Mailbox unavailable" },
+  /** RFC 5321 §6.3 loop detection (queue/loop.ts). */
+  tooManyHops: { code: 554, text: "5.4.6 Too many hops" },
   rejected: (reason: string): Reply => ({ code: 550, text: `5.7.1 ${reason.replace(/[\r\n]+/g, " ")}` }),
 } as const satisfies Record<string, Reply | ((r: string) => Reply)>;
 

@@ -13,6 +13,7 @@ import {
 } from "smtp-server";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
+import { HOP_COUNT_LIMIT, tooManyHops } from "../queue/loop.js";
 import type { MailStore } from "../store/types.js";
 import { deliver, type Redirector } from "./deliver.js";
 import { traceHeaders } from "./headers.js";
@@ -31,6 +32,8 @@ export interface LmtpServerOptions {
   store: MailStore;
   logger: Logger;
   maxMessageBytes: number;
+  /** More Received fields than this: every recipient gets 554 5.4.6 (RFC 5321 §6.3). Default HOP_COUNT_LIMIT. */
+  hopCountLimit?: number;
   hook?: DeliveryHook;
   redirect?: Redirector;
   metrics?: Registry;
@@ -126,6 +129,14 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
       const s = state(session);
       readAll(stream).then(async (raw) => {
         if (!raw) return callback(null, "discarded"); // oversized (smtp-server answers 552) or client gone
+        if (tooManyHops(raw, options.hopCountLimit ?? HOP_COUNT_LIMIT)) {
+          s.log.warn({ rcpt: session.envelope.rcptTo.length, bytes: raw.length }, "mail loop: too many hops");
+          delivered.inc({ result: "refused" }, session.envelope.rcptTo.length);
+          return callback(
+            null,
+            session.envelope.rcptTo.map(() => replyError(REPLIES.tooManyHops)),
+          );
+        }
         const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
         const replies: Array<Reply> = await Promise.all(
           session.envelope.rcptTo.map(async (rcpt) => {

@@ -38,6 +38,7 @@ export async function startLmtp(
       store: ctx.store,
       logger,
       maxMessageBytes: config.lmtp.maxMessageBytes,
+      ...(config.smtp ? { hopCountLimit: config.smtp.hopCountLimit } : {}),
       // one set of counters per process, however many listeners
       ...(servers.length === 0 ? { metrics: ctx.metrics } : {}),
       ...(options.hook ? { hook: options.hook } : {}),

@@ -8,22 +8,41 @@
  * retried with exponential backoff until queue.maxAgeSeconds; permanent
  * failures and expiry produce a DSN (RFC 3464) to the sender, never to the
  * null sender.
+ *
+ * Remote domains (RFC 5321 §5.1): each MX address in preference order until
+ * one answers; a host that answers but takes none of the recipients and
+ * defers some (4xx at MAIL, at every RCPT, or after DATA) is treated like
+ * one that failed, and the deferred recipients go to the next MX in the same
+ * attempt. A 4xx for some recipients while others are accepted stays a
+ * deferral. DSN requests (RFC 3461 §4) are passed on to a next hop that
+ * advertises DSN, which then reports on them itself.
  */
 import type { Resolver } from "node:dns/promises";
 import type { Logger } from "pino";
 import type { RuntimeConfig } from "../config/schema.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import { buildDsn, type DsnEntry, statusFromReply } from "./dsn.js";
-import { createResolver, MxLookupError, resolveMxHosts } from "./mx.js";
+import { createResolver, type MxHost, MxLookupError, resolveMxHosts } from "./mx.js";
 import { KeyedSemaphore } from "./semaphore.js";
 import type { QueueStore } from "./store.js";
-import { type RecipientOutcome, SessionPool, sendTransaction, type TransportTarget } from "./transport.js";
+import {
+  SessionPool,
+  sendTransaction,
+  type TransactionDsn,
+  type TransactionResult,
+  type TransportTarget,
+} from "./transport.js";
 import type { QueuedEnvelope, QueuedRecipient, Router } from "./types.js";
 
 export type QueueConfig = NonNullable<RuntimeConfig["queue"]>;
 
 /** Messages being delivered at once, over all destinations. */
 export const MAX_MESSAGES_IN_FLIGHT = 200;
+/**
+ * Bytes of just-enqueued messages kept in memory for their first attempt (a
+ * backlog beyond this is read back from the queue files when its turn comes).
+ */
+export const FRESH_MAX_BYTES = 64 * 1024 * 1024;
 /** Finished ids remembered against a late notify() from an acceptor process. */
 export const RECENTLY_DONE = 10_000;
 
@@ -46,6 +65,32 @@ export function backoffSeconds(attempts: number, initial: number, max: number): 
   return Math.min(initial * 2 ** Math.max(0, attempts - 1), max);
 }
 
+/** RFC 3461 parameters for a transaction of recipients that share NOTIFY and ORCPT. */
+function transactionDsn(env: QueuedEnvelope, r: QueuedRecipient): TransactionDsn | undefined {
+  const dsn: TransactionDsn = {
+    ...(env.dsn?.ret ? { ret: env.dsn.ret } : {}),
+    ...(env.dsn?.envid ? { envid: env.dsn.envid } : {}),
+    ...(r.notify?.length ? { notify: r.notify } : {}),
+    ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+  };
+  return Object.keys(dsn).length > 0 ? dsn : undefined;
+}
+
+/**
+ * Recipients split by their NOTIFY and ORCPT: nodemailer sends one set of RCPT
+ * parameters per transaction. Recipients without either share one.
+ */
+function byDsnParameters(recipients: QueuedRecipient[]): QueuedRecipient[][] {
+  const parts = new Map<string, QueuedRecipient[]>();
+  for (const r of recipients) {
+    const key = `${(r.notify ?? []).join(",")}|${r.orcpt ?? ""}`;
+    const part = parts.get(key) ?? [];
+    part.push(r);
+    parts.set(key, part);
+  }
+  return [...parts.values()];
+}
+
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf("@") + 1).toLowerCase();
 }
@@ -62,6 +107,7 @@ export class QueueRunner {
   private readonly inFlight = new Map<string, Promise<void>>();
   /** Just enqueued, not attempted yet: envelope and bytes as written (no state file exists). */
   private readonly fresh = new Map<string, { envelope: QueuedEnvelope; message: Buffer }>();
+  private freshBytes = 0;
   /** Ids finished lately (bounded, oldest dropped): a late notify() for one of them is ignored. */
   private readonly done = new Set<string>();
   private readonly destinations: KeyedSemaphore;
@@ -94,10 +140,11 @@ export class QueueRunner {
     // delivery finished: the bytes must then not be delivered again.
     if (envelope.hold || this.done.has(envelope.id)) return;
     if (this.due.has(envelope.id) || this.inFlight.has(envelope.id)) message = undefined;
-    if (message && this.fresh.size < MAX_MESSAGES_IN_FLIGHT) {
+    if (message && this.freshBytes + message.length <= FRESH_MAX_BYTES) {
       // Its own copy: the attempt mutates recipients' state (cheaper than structuredClone per message).
       const copy = { ...envelope, recipients: envelope.recipients.map((r) => ({ ...r })) };
       this.fresh.set(envelope.id, { envelope: copy, message });
+      this.freshBytes += message.length;
     }
     this.due.set(envelope.id, envelope.nextAttemptAt);
     this.kick();
@@ -131,7 +178,11 @@ export class QueueRunner {
     try {
       const flush = flushAll || (await this.options.store.takeFlushRequest());
       const ids = new Set(await this.options.store.ids());
-      for (const id of this.due.keys()) if (!ids.has(id) && !this.inFlight.has(id)) this.due.delete(id);
+      for (const id of this.due.keys()) {
+        if (ids.has(id) || this.inFlight.has(id)) continue;
+        this.due.delete(id);
+        this.takeFresh(id);
+      }
       for (const id of ids) {
         if (this.inFlight.has(id)) continue;
         if (this.due.has(id) && !flush) continue;
@@ -153,7 +204,12 @@ export class QueueRunner {
     const scanMs = this.options.config.scanIntervalSeconds * 1000;
     let wait = scanMs;
     const now = this.now();
-    for (const [id, at] of this.due) if (!this.inFlight.has(id)) wait = Math.min(wait, Math.max(0, at - now));
+    for (const [id, at] of this.due) {
+      if (this.inFlight.has(id)) continue;
+      wait = Math.min(wait, Math.max(0, at - now));
+      // Something is due now: no need to look further (this runs after every attempt, the backlog can be long).
+      if (wait === 0) break;
+    }
     this.timer = setTimeout(() => {
       void (async () => {
         if (this.now() - this.lastScanAt >= scanMs) await this.scan(false);
@@ -190,10 +246,18 @@ export class QueueRunner {
     this.kick();
   }
 
+  private takeFresh(id: string): { envelope: QueuedEnvelope; message: Buffer } | undefined {
+    const fresh = this.fresh.get(id);
+    if (fresh) {
+      this.fresh.delete(id);
+      this.freshBytes -= fresh.message.length;
+    }
+    return fresh;
+  }
+
   private async attempt(id: string): Promise<void> {
     const { store, config, logger } = this.options;
-    const fresh = this.fresh.get(id);
-    this.fresh.delete(id);
+    const fresh = this.takeFresh(id);
     // A fresh message has no state file yet; ops may have removed it since (checked before the end).
     const loaded = fresh ?? (await store.loadWithMessage(id));
     if (!loaded || loaded.envelope.hold) {
@@ -219,7 +283,7 @@ export class QueueRunner {
         const release = await this.destinations.acquire(group.key);
         try {
           if (group.kind === "lmtp") await this.deliverLmtp(env, group, message);
-          else await this.deliverSmtp(env, group, message);
+          else await this.deliverSmtp(env, group, message, log);
         } finally {
           release();
         }
@@ -333,15 +397,22 @@ export class QueueRunner {
     };
   }
 
-  private apply(group: Group, outcomes: Map<string, RecipientOutcome>, remoteMta: string): void {
-    for (const r of group.recipients) {
-      const outcome = outcomes.get(r.address);
+  /** Records each recipient's outcome; true when the host accepted at least one. */
+  private apply(recipients: QueuedRecipient[], result: TransactionResult, remoteMta: string): boolean {
+    let accepted = false;
+    for (const r of recipients) {
+      const outcome = result.outcomes.get(r.address);
       if (!outcome) continue;
       r.lastReply = outcome.reply;
       r.remoteMta = remoteMta;
-      if (outcome.klass === 2) r.status = "delivered";
-      else if (outcome.klass === 5) r.status = "failed";
+      if (outcome.klass === 2) {
+        r.status = "delivered";
+        accepted = true;
+        // RFC 3461 §4: the next hop has the DSN request now; a "relayed" report from us would be a second one.
+        if (result.dsnRelayed) r.dsnDone = true;
+      } else if (outcome.klass === 5) r.status = "failed";
     }
+    return accepted;
   }
 
   private async deliverLmtp(env: QueuedEnvelope, group: Group, message: Buffer): Promise<void> {
@@ -353,11 +424,11 @@ export class QueueRunner {
       message,
       this.sessions,
     );
-    this.apply(group, result.outcomes, group.host);
+    this.apply(group.recipients, result, group.host);
   }
 
-  private async deliverSmtp(env: QueuedEnvelope, group: Group, message: Buffer): Promise<void> {
-    let hosts: Awaited<ReturnType<typeof resolveMxHosts>>;
+  private async deliverSmtp(env: QueuedEnvelope, group: Group, message: Buffer, log: Logger): Promise<void> {
+    let hosts: MxHost[];
     try {
       hosts = await resolveMxHosts(this.resolver, group.host);
     } catch (err) {
@@ -368,23 +439,63 @@ export class QueueRunner {
       }
       return;
     }
+    // Addresses that could not be reached are not tried again for the other transactions.
+    const unreachable = new Set<string>();
+    for (const part of byDsnParameters(group.recipients)) {
+      await this.deliverToMx(env, part, hosts, message, log, unreachable);
+    }
+  }
+
+  /** One transaction's recipients through the MX list (RFC 5321 §5.1), in preference order. */
+  private async deliverToMx(
+    env: QueuedEnvelope,
+    recipients: QueuedRecipient[],
+    hosts: MxHost[],
+    message: Buffer,
+    log: Logger,
+    unreachable: Set<string>,
+  ): Promise<void> {
+    let pending = recipients;
+    let answered = false;
     let lastError = "4.4.1 no mail exchanger reachable";
-    for (const mx of hosts) {
+    const dsn = recipients[0] ? transactionDsn(env, recipients[0]) : undefined;
+    for (const [index, mx] of hosts.entries()) {
+      if (unreachable.has(mx.address)) continue;
       const result = await sendTransaction(
         this.target(mx.address, this.options.config.remoteSmtpPort, false, mx.name),
         env.mailFrom,
-        group.recipients.map((r) => r.address),
+        pending.map((r) => r.address),
         message,
         this.sessions,
+        false,
+        dsn,
       );
-      if (result.connected) {
-        this.apply(group, result.outcomes, mx.name);
-        return;
+      if (result.tlsFallback) {
+        log.warn(
+          { mx: mx.name, address: mx.address, reason: result.tlsFallback },
+          "STARTTLS handshake failed: retried in plaintext",
+        );
       }
-      lastError = result.outcomes.values().next().value?.reply ?? lastError;
+      if (!result.connected) {
+        unreachable.add(mx.address);
+        lastError = result.outcomes.values().next().value?.reply ?? lastError;
+        continue;
+      }
+      answered = true;
+      const accepted = this.apply(pending, result, mx.name);
+      const deferred = pending.filter((r) => r.status === "pending");
+      if (accepted || deferred.length === 0) return;
+      if (index < hosts.length - 1) {
+        log.info(
+          { mx: mx.name, address: mx.address, deferred: deferred.length, reply: deferred[0]?.lastReply },
+          "MX deferred the whole transaction: trying the next MX",
+        );
+      }
+      pending = deferred;
     }
-    for (const r of group.recipients)
-      r.lastReply = `451 ${lastError} (all ${hosts.length} MX addresses tried)`;
+    if (!answered) {
+      for (const r of recipients) r.lastReply = `451 ${lastError} (all ${hosts.length} MX addresses tried)`;
+    }
   }
 
   /**
@@ -401,7 +512,8 @@ export class QueueRunner {
       if (r.status === "failed" && notify.includes("FAILURE")) {
         entries.push({ recipient: r, action: "failed", status: statusFromReply(r.lastReply, "5.0.0") });
       } else if (r.status === "delivered" && notify.includes("SUCCESS")) {
-        // Final delivery by LMTP; over SMTP the next hop got it, but not our DSN request.
+        // Final delivery by LMTP; over SMTP a next hop without DSN got it, but not our DSN request
+        // (one with DSN got the request and reports itself: apply() marked those dsnDone).
         entries.push({
           recipient: r,
           action: r.route.kind === "lmtp" ? "delivered" : "relayed",

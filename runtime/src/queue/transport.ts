@@ -4,6 +4,11 @@
  * RFC 2033 §4.2). Returns each recipient's outcome; never throws.
  * Sessions are kept open for the next message to the same host (like
  * Postfix's connection cache) and closed after IDLE_SESSION_MS.
+ *
+ * Opportunistic STARTTLS (RFC 3207, RFC 7435) as Postfix's
+ * smtp_tls_security_level=may: a host whose TLS handshake fails is tried
+ * once more in the same attempt without STARTTLS. DSN requests (RFC 3461 §4)
+ * go to a next hop that advertises DSN.
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 
@@ -22,6 +27,16 @@ export interface TransportTarget {
   socketTimeoutMs: number;
 }
 
+/** RFC 3461 parameters for one transaction, sent only when the next hop advertises DSN. */
+export interface TransactionDsn {
+  /** MAIL FROM RET= (§4.3) and ENVID= (§4.4). */
+  ret?: "FULL" | "HDRS";
+  envid?: string;
+  /** RCPT TO NOTIFY= (§4.1) and ORCPT= (§4.2), the same for every recipient of the transaction. */
+  notify?: string[];
+  orcpt?: string;
+}
+
 export interface RecipientOutcome {
   /** 2 delivered, 4 try again, 5 permanent. */
   klass: 2 | 4 | 5;
@@ -32,6 +47,10 @@ export interface TransactionResult {
   /** false: no SMTP session was reached (connection refused, timeout, bad greeting): try the next host. */
   connected: boolean;
   outcomes: Map<string, RecipientOutcome>;
+  /** The next hop advertised DSN (RFC 3461 §4): it got the DSN request and reports on it itself. */
+  dsnRelayed?: boolean;
+  /** The STARTTLS handshake failed for this reason and the session went on in plaintext. */
+  tlsFallback?: string;
 }
 
 type RcptError = SMTPConnection.SMTPError & { recipient?: string };
@@ -51,6 +70,8 @@ interface Session {
   connection: SMTPConnection;
   dead: boolean;
   timer?: NodeJS.Timeout;
+  /** Set when this session is the plaintext retry after a failed handshake (reported once). */
+  tlsFallback?: string;
 }
 
 /** Open sessions by destination host. One per process (the runner's). */
@@ -100,16 +121,24 @@ function quit(session: Session): void {
   setTimeout(() => session.connection.close(), 1000).unref();
 }
 
-async function open(target: TransportTarget): Promise<Session> {
+/** True for an error of the STARTTLS handshake (alert, reset or timeout while upgrading). */
+function isHandshakeFailure(connection: SMTPConnection, error: unknown): boolean {
+  const err = error as { code?: string };
+  return err.code === "ETLS" || (connection as { upgrading?: boolean }).upgrading === true;
+}
+
+class HandshakeError extends Error {}
+
+async function connectOnce(target: TransportTarget, plaintext: boolean): Promise<Session> {
   const connection = new SMTPConnection({
     host: target.host,
     port: target.port,
     lmtp: target.lmtp,
     name: target.name,
     secure: false,
-    // Opportunistic STARTTLS (RFC 3207): use it when offered, go on in plaintext
-    // when the handshake fails; MX certificates are not verified (RFC 7435).
-    ignoreTLS: target.lmtp,
+    // Opportunistic STARTTLS (RFC 3207): used when offered; a refused STARTTLS goes on in
+    // plaintext here, a failed handshake in open(). MX certificates are not verified (RFC 7435).
+    ignoreTLS: target.lmtp || plaintext,
     opportunisticTLS: true,
     tls: { rejectUnauthorized: false, ...(target.servername ? { servername: target.servername } : {}) },
     connectionTimeout: target.connectTimeoutMs,
@@ -118,10 +147,16 @@ async function open(target: TransportTarget): Promise<Session> {
   });
   const session: Session = { connection, dead: false };
   await new Promise<void>((resolve, reject) => {
-    connection.once("error", reject);
-    connection.connect(() => {
-      connection.removeListener("error", reject);
-      resolve();
+    const failed = (err: Error) => {
+      connection.close();
+      reject(isHandshakeFailure(connection, err) ? new HandshakeError(err.message) : err);
+    };
+    connection.once("error", failed);
+    connection.connect((err) => {
+      connection.removeListener("error", failed);
+      // nodemailer hands a silent close before the greeting to this callback instead of 'error'
+      if (err) failed(err);
+      else resolve();
     });
   });
   connection.on("error", () => {
@@ -133,15 +168,46 @@ async function open(target: TransportTarget): Promise<Session> {
   return session;
 }
 
+/**
+ * A new session. When the STARTTLS handshake fails (a protocol or cipher the
+ * two ends do not share, a broken TLS stack), the host is tried once more
+ * without STARTTLS, as Postfix does at smtp_tls_security_level=may: with
+ * opportunistic TLS, plaintext is the fallback (RFC 7435 §3), never a
+ * deferral that ends in a bounce.
+ */
+async function open(target: TransportTarget): Promise<Session> {
+  try {
+    return await connectOnce(target, false);
+  } catch (err) {
+    if (!(err instanceof HandshakeError) || target.lmtp) throw err;
+    const session = await connectOnce(target, true);
+    session.tlsFallback = oneLine(err.message);
+    return session;
+  }
+}
+
 function send(
   session: Session,
   from: string,
   to: string[],
   message: Buffer,
+  dsn: TransactionDsn | undefined,
 ): Promise<SMTPConnection.SentMessageInfo> {
+  const params = dsn && {
+    ...(dsn.ret ? { ret: dsn.ret } : {}),
+    ...(dsn.envid ? { envid: dsn.envid } : {}),
+    ...(dsn.notify?.length ? { notify: dsn.notify } : {}),
+    ...(dsn.orcpt ? { orcpt: dsn.orcpt } : {}),
+  };
   return new Promise((resolve, reject) => {
     session.connection.send(
-      { from, to, size: message.length, use8BitMime: true },
+      {
+        from,
+        to,
+        size: message.length,
+        use8BitMime: true,
+        ...(params && Object.keys(params).length > 0 ? { dsn: params } : {}),
+      },
       message,
       (err: SMTPConnection.SMTPError | null, sent: SMTPConnection.SentMessageInfo) => {
         if (err) reject(err);
@@ -162,6 +228,12 @@ function resetAndKeep(pool: SessionPool | undefined, target: TransportTarget, se
   });
 }
 
+/** The EHLO keywords the server sent (nodemailer hands them over without the reply code). */
+function advertises(info: SMTPConnection.SentMessageInfo, keyword: string): boolean {
+  const lines = (info as { ehlo?: string[] }).ehlo ?? [];
+  return lines.some((line) => line.split(/\s+/)[0]?.toUpperCase() === keyword);
+}
+
 export async function sendTransaction(
   target: TransportTarget,
   from: string,
@@ -169,6 +241,7 @@ export async function sendTransaction(
   message: Buffer,
   pool?: SessionPool,
   fresh = false,
+  dsn?: TransactionDsn,
 ): Promise<TransactionResult> {
   const outcomes = new Map<string, RecipientOutcome>();
   const failAll = (klass: 4 | 5, reply: string) => {
@@ -182,8 +255,11 @@ export async function sendTransaction(
     failAll(4, `4.4.1 ${oneLine((error as Error).message)}`);
     return { connected: false, outcomes };
   }
+  const tlsFallback = session.tlsFallback;
+  delete session.tlsFallback;
+  const extra = tlsFallback ? { tlsFallback } : {};
   try {
-    const info = await send(session, from, to, message);
+    const info = await send(session, from, to, message, dsn);
     for (const err of (info.rejectedErrors ?? []) as RcptError[]) {
       if (err.recipient)
         outcomes.set(err.recipient, {
@@ -197,13 +273,13 @@ export async function sendTransaction(
     failAll(4, "4.4.0 no reply for this recipient");
     if (pool && !session.dead) pool.give(target, session);
     else quit(session);
-    return { connected: true, outcomes };
+    return { connected: true, outcomes, ...extra, ...(advertises(info, "DSN") ? { dsnRelayed: true } : {}) };
   } catch (error) {
     const err = error as SendError;
     if (!err.responseCode && reused && (err.rejectedErrors ?? []).length === 0) {
       // A cached session the server had closed meanwhile: nothing was taken, go again on a new one.
       quit(session);
-      return sendTransaction(target, from, to, message, pool, true);
+      return sendTransaction(target, from, to, message, pool, true, dsn);
     }
     for (const r of err.rejectedErrors ?? []) {
       if (r.recipient)
@@ -216,11 +292,11 @@ export async function sendTransaction(
       failAll(klassOf(err.responseCode), oneLine(err.response ?? err.message));
       if (err.responseCode !== 421) resetAndKeep(pool, target, session);
       else quit(session);
-      return { connected: true, outcomes };
+      return { connected: true, outcomes, ...extra };
     }
     quit(session);
     const connected = outcomes.size > 0;
     failAll(4, `4.4.1 ${oneLine(err.message)}`);
-    return { connected, outcomes };
+    return { connected, outcomes, ...extra };
   }
 }

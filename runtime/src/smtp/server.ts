@@ -19,6 +19,7 @@ import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import type { ConnectionInfo, FilterPipeline, FilterTransaction, Verdict } from "../filter/types.js";
 import type { Queue } from "../queue/index.js";
+import { checkHops } from "../queue/loop.js";
 import { newQueueId } from "../queue/store.js";
 import type { QueuedRecipient } from "../queue/types.js";
 import type { TlsMaterial } from "../service.js";
@@ -151,13 +152,15 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     const ip = (socket.remoteAddress ?? "").replace(/^::ffff:/i, "").toLowerCase();
     const trusted = kind === "relay" && (deps.trusted?.contains(ip) ?? false);
     const port = socket.remotePort ?? 0;
+    // The PTR lookup (when configured) runs during the anvil's round trip and the pause.
+    const named = clientName(ip);
     const seen = await deps.anvil.connect(ip, port, kind !== "submission" && !trusted);
     if (seen.rate) socket.once("close", () => deps.anvil.disconnect(ip, port));
     const pause =
       kind === "submission" || trusted || exempt.contains(ip) || seen.pregreetPassed ? 0 : greeting.pauseMs;
     const [pre, hostname_] = await Promise.all([
       pause > 0 ? pregreet(socket, pause, greeting.partialBanner ? `${hostname} ESMTP` : undefined) : silent,
-      clientName(ip),
+      named,
     ]);
     const log = logger.child({ cid: id, proto: "smtp", listener: kind, client: ip });
     if (pre.gone || socket.destroyed) {
@@ -382,7 +385,8 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         (async () => {
           const body = await readData(stream, config.maxMessageBytes);
           if (stream.sizeExceeded) throw reply(552, "5.3.4", "Message size exceeds fixed limit");
-          const bad = checkMessage(body);
+          // RFC 5321 §6.3: a looping message is refused before anything is queued.
+          const bad = checkMessage(body) ?? checkHops(body, config.hopCountLimit);
           if (bad) {
             s.log.info({ reply: bad.message, bytes: body.length }, "message refused");
             throw bad;

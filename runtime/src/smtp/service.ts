@@ -98,7 +98,7 @@ export async function startSmtp(
 
   const log = logger.child({ service: "smtp" });
   const domains = new LocalDomains(smtp.domains);
-  const { queue, metrics } = await openSmtpQueue(ctx, options.queue);
+  // The maps first: a bad one stops the start (file:line) before the queue runner starts.
   const pipeline =
     options.pipeline ??
     createFilterPipeline(config.filter, {
@@ -106,6 +106,7 @@ export async function startSmtp(
       localDomains: smtp.domains,
       hostname: config.host.name,
     });
+  const { queue, metrics } = await openSmtpQueue(ctx, options.queue);
   const anvil = options.anvil ?? new LocalAnvil(anvilLimits(config));
   const common = {
     config: smtp,

@@ -45,6 +45,11 @@ export interface MailboxInfo {
   hasChildren: boolean;
   /** \Noselect: exists only as a parent. */
   noSelect: boolean;
+  /**
+   * Subscribed but not there (deleted elsewhere, renamed, never created):
+   * RFC 3501 §6.3.6 keeps the subscription, RFC 5258 lists it as \NonExistent.
+   */
+  nonExistent?: boolean; // requested by imap (LSUB, LIST (SUBSCRIBED))
 }
 
 export interface MailboxStatus {

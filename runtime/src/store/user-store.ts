@@ -119,7 +119,12 @@ export class MaildirUserStore implements UserStore {
       }
       out.push(info);
     }
-    return out;
+    // RFC 3501 §6.3.6: a subscription outlives its mailbox; LSUB and LIST (SUBSCRIBED) still show it
+    for (const name of subscribed) {
+      if (!all.has(name))
+        out.push({ name, subscribed: true, hasChildren: false, noSelect: true, nonExistent: true });
+    }
+    return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   }
 
   private async exists(name: string): Promise<boolean> {

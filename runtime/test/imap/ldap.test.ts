@@ -34,7 +34,8 @@ beforeAll(async () => {
     host: { name: "store1", roles: ["store"] },
     ldap: ldap.ldapConfig({ timeoutMs: 1000, cacheTtlSeconds: 0 }),
     store: { root, fsync: true },
-    imap: { listen: ["127.0.0.1:0"], authFailureDelayMs: 10 },
+    // one process (several: workers.test.ts)
+    imap: { listen: ["127.0.0.1:0"], authFailureDelayMs: 10, workers: 1 },
   });
   directory = createDirectory(config.ldap!);
   store = createMaildirStore({ root, fsync: true, defaultQuotaBytes: config.store!.defaultQuotaBytes });

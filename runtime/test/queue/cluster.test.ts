@@ -5,9 +5,10 @@
  * acceptor killed with SIGKILL in the middle of DATA leaves no partial message
  * (nothing in msg/, its tmp/ file removed, nothing delivered), loses no
  * acknowledged one, and is replaced; /metrics sums the acceptors' counters;
- * SIGTERM drains every process. Per-client limits hold per host, not per
- * acceptor (smtp/anvil.ts): connections handed out round robin (Node's
- * NODE_CLUSTER_SCHED_POLICY=rr), so each acceptor sees half of a client's.
+ * SIGTERM drains every process. Per-client limits and smtp.maxConnections
+ * hold per host, not per acceptor (smtp/anvil.ts): connections handed out
+ * round robin (Node's NODE_CLUSTER_SCHED_POLICY=rr), so each acceptor sees
+ * half of a client's.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -355,6 +356,60 @@ for pw in ["guess1", "guess2", "guess3", os.environ["PW"], os.environ["PW"]]:
       const rows = out.trim().split("\n");
       expect(rows.map((r) => r.slice(0, 3))).toEqual(["535", "535", "535", "454", "454"]);
       expect(rows[3]).toContain("4.7.0 Too many authentication failures");
+    } finally {
+      await sink.close();
+    }
+  });
+});
+
+describe("smtp.maxConnections with smtp.workers = 2 (counted in the primary)", () => {
+  it("holds for the host, not per acceptor, and frees a slot when a client leaves", async () => {
+    const queueDir = await mkdtemp(join(world.dir, "queue-maxconn-"));
+    const sink = await startSink({ lmtp: true });
+    const base = makeConfig({ queueDir, lmtpPort: sink.port });
+    const file = join(queueDir, "..", `config-maxconn-${sink.port}.json`);
+    await writeFile(
+      file,
+      JSON.stringify({
+        ...base,
+        ldap: world.slapd.ldapConfig({ cacheTtlSeconds: 0 }),
+        smtp: { ...base.smtp, relay: undefined, maxConnections: 3, workers: 2 },
+      }),
+    );
+    try {
+      // Round robin: each acceptor gets every other connection, so per acceptor all 5 would fit.
+      const cluster = await serve(file, { NODE_CLUSTER_SCHED_POLICY: "rr" });
+      const out = await python(
+        `
+import socket, sys, time
+def greet(s):
+    f = s.makefile("rb")
+    line = f.readline()
+    while line[3:4] == b"-":
+        line = f.readline()
+    return line.decode().strip()
+held = []
+for i in range(5):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+    g = greet(s)
+    print(g)
+    if g.startswith("220"):
+        held.append(s)
+    else:
+        s.close()
+# one leaves: its slot is free again (the acceptor tells the primary when the socket closes)
+held[0].sendall(b"QUIT\\r\\n")
+held[0].makefile("rb").read()
+held[0].close()
+time.sleep(0.5)
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+print(greet(s))
+`,
+        [String(cluster.mx)],
+      );
+      const lines = out.trim().split("\n");
+      expect(lines.map((l) => l.slice(0, 3))).toEqual(["220", "220", "220", "421", "421", "220"]);
+      expect(lines[3]).toMatch(/^421 4\.7\.0 /);
     } finally {
       await sink.close();
     }

@@ -1,11 +1,12 @@
 /**
  * The anvil's in-process state (smtp/anvil.ts), as the primary keeps it for
  * every acceptor: the client rate counted per address with slots freed on
- * disconnect, AUTH failures, pregreet passes. The IPC side is tested with two
- * acceptors in runtime/test/queue/cluster.test.ts.
+ * disconnect, AUTH failures, pregreet passes, the host's smtp.maxConnections
+ * with each acceptor's connections freed when it dies. The IPC side is tested
+ * with two acceptors in runtime/test/queue/cluster.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { LocalAnvil } from "../../src/smtp/anvil.js";
+import { LocalAnvil, RemoteAnvil } from "../../src/smtp/anvil.js";
 
 const limits = {
   authFailuresBeforeDelay: 2,
@@ -43,5 +44,38 @@ describe("LocalAnvil", () => {
     expect((await anvil.connect("192.0.2.3", 1, false)).pregreetPassed).toBe(false);
     anvil.pregreetPass("192.0.2.3");
     expect((await anvil.connect("192.0.2.3", 2, false)).pregreetPassed).toBe(true);
+  });
+
+  it("counts every connection against the host's maxConnections (the primary), per holder", async () => {
+    const anvil = new LocalAnvil({ ...limits, maxConnections: 2 });
+    const [w1, w2] = [{ acceptor: 1 }, { acceptor: 2 }];
+    // trusted and submission clients too (count: false), but not against a rate
+    expect(anvil.connectNow("192.0.2.1", 1, false, w1).rate).toEqual({});
+    expect(anvil.connectNow("192.0.2.2", 2, true, w2).rate).toEqual({});
+    expect(anvil.connectNow("192.0.2.3", 3, true, w2).rate?.refused).toMatch(
+      /2 connections on this host \(smtp\.maxConnections 2\)/,
+    );
+    // a disconnect from another holder, or twice, frees nothing
+    anvil.disconnect("192.0.2.1", 1, w2);
+    expect(anvil.connectionCount).toBe(2);
+    anvil.disconnect("192.0.2.2", 2, w2);
+    anvil.disconnect("192.0.2.2", 2, w2);
+    expect(anvil.connectionCount).toBe(1);
+    expect(anvil.connectNow("192.0.2.3", 3, true, w2).rate).toEqual({});
+    // an acceptor that died: its connections are gone
+    anvil.releaseHolder(w1);
+    expect(anvil.connectionCount).toBe(1);
+    expect(anvil.connectNow("192.0.2.4", 4, true, w1).rate).toEqual({});
+    expect(anvil.connectNow("192.0.2.5", 5, true, w1).rate?.refused).toBeDefined();
+  });
+
+  it("fails open without a primary: no shared count, the acceptor's own AUTH throttle", async () => {
+    // this test process has no IPC channel: every ask is unanswered at once
+    const anvil = new RemoteAnvil(limits, 50);
+    expect(await anvil.connect("192.0.2.1", 1, true)).toEqual({ pregreetPassed: false });
+    expect(await anvil.authFail("192.0.2.1")).toBe(0);
+    expect(await anvil.authFail("192.0.2.1")).toBe(1000);
+    await anvil.authFail("192.0.2.1");
+    expect(await anvil.authBlocked("192.0.2.1")).toBe(true);
   });
 });

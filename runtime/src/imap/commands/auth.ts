@@ -22,7 +22,7 @@ export async function authenticate(s: Session, login: string, password: string):
     throw err;
   }
   if (!account) {
-    const failures = s.server.authFailures(s.remoteAddress, true);
+    const failures = await s.server.authFailures(s.remoteAddress, true);
     s.log.info({ login: login.slice(0, 64), failures }, "authentication failed");
     // slow down guessing from one address once it has failed a few times
     if (failures >= s.server.limits.authFailuresBeforeDelay) await sleep(s.server.limits.authFailureDelayMs);

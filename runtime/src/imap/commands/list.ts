@@ -115,6 +115,8 @@ function make(lsub: boolean) {
       const out: Array<{ info: MailboxInfo; extra: string[] }> = [];
       for (const info of all) {
         if (!matches(info.name)) continue;
+        // RFC 5258 §3: a name that does not exist is listed only when it meets the selection criteria
+        if (info.nonExistent && !a.selSubscribed) continue;
         if (a.selSpecialUse && !info.specialUse) continue;
         if (a.selSubscribed && !info.subscribed) continue;
         out.push({ info, extra: [] });
@@ -126,7 +128,14 @@ function make(lsub: boolean) {
           const parts = info.name.split(DELIM);
           for (let i = 1; i < parts.length; i++) {
             const parent = parts.slice(0, i).join(DELIM);
-            if (!matches(parent) || out.some((o) => o.info.name === parent)) continue;
+            if (!matches(parent)) continue;
+            const listed = out.find((o) => o.info.name === parent);
+            if (listed) {
+              // RFC 5258 §3.5 (table) and §5 example 9: a parent that meets the
+              // selection criteria itself still carries CHILDINFO
+              if (a.recursiveMatch && !listed.extra.includes("CHILDINFO")) listed.extra.push("CHILDINFO");
+              continue;
+            }
             const p = byName.get(parent);
             if (a.lsub) {
               out.push({
@@ -135,7 +144,19 @@ function make(lsub: boolean) {
                   : { name: parent, subscribed: false, hasChildren: true, noSelect: true },
                 extra: [],
               });
-            } else if (a.recursiveMatch && p) out.push({ info: p, extra: ["CHILDINFO"] });
+            } else if (a.recursiveMatch) {
+              // RFC 5258 §3.5 table: a missing parent is (\NonExistent) + CHILDINFO
+              out.push({
+                info: p ?? {
+                  name: parent,
+                  subscribed: false,
+                  hasChildren: true,
+                  noSelect: true,
+                  nonExistent: true,
+                },
+                extra: ["CHILDINFO"],
+              });
+            }
           }
         }
       }
@@ -144,8 +165,14 @@ function make(lsub: boolean) {
       );
       for (const { info, extra } of out) {
         const attrs: string[] = [];
-        if (info.noSelect) attrs.push("\\Noselect");
-        if (!a.lsub && a.retChildren) attrs.push(info.hasChildren ? "\\HasChildren" : "\\HasNoChildren");
+        // \NonExistent implies \Noselect (RFC 5258 §3); in LSUB a subscribed name gets neither,
+        // since there \Noselect means "not subscribed itself" (RFC 3501 §6.3.9)
+        if (info.nonExistent) {
+          if (!a.lsub) attrs.push("\\NonExistent");
+        } else {
+          if (info.noSelect) attrs.push("\\Noselect");
+          if (!a.lsub && a.retChildren) attrs.push(info.hasChildren ? "\\HasChildren" : "\\HasNoChildren");
+        }
         if ((a.retSubscribed || (a.selSubscribed && !a.lsub)) && info.subscribed) attrs.push("\\Subscribed");
         if (a.retSpecialUse && info.specialUse) attrs.push(info.specialUse);
         const tail = extra.includes("CHILDINFO") ? ' ("CHILDINFO" ("SUBSCRIBED"))' : "";
