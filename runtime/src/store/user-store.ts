@@ -174,8 +174,9 @@ export class MaildirUserStore implements UserStore {
       }
     });
     await rm(aside, { recursive: true, force: true });
-    const subs = await this.subscriptions();
-    if (subs.includes(name)) await this.writeSubscriptions(subs.filter((s) => s !== name));
+    // The subscription stays (RFC 3501 §6.3.6: the server MUST NOT remove a
+    // name from the subscription list on its own; LSUB then shows it as
+    // \NonExistent, as Dovecot does). UNSUBSCRIBE removes it.
   }
 
   async renameMailbox(rawFrom: string, rawTo: string): Promise<void> {

@@ -136,7 +136,16 @@ describe("maildir store", () => {
     await user.renameMailbox("Archive", "Old");
     expect(await code(user.status("Archive/2024"))).toBe("NONEXISTENT");
     expect((await user.status("Old/2024")).messages).toBe(1);
+    await user.subscribe("Old/2024");
     await user.deleteMailbox("Old/2024");
+    // RFC 3501 §6.3.6: deleting the mailbox leaves its subscription in place
+    expect(await user.listMailboxes()).toEqual(
+      expect.arrayContaining([
+        { name: "Old/2024", subscribed: true, hasChildren: false, noSelect: true, nonExistent: true },
+      ]),
+    );
+    await user.unsubscribe("Old/2024");
+    expect((await user.listMailboxes()).some((m) => m.name === "Old/2024")).toBe(false);
     expect(await code(user.deleteMailbox("INBOX"))).toBe("NOPERM");
     expect(await code(user.deleteMailbox("Nope"))).toBe("NONEXISTENT");
     expect((await user.quota()).messages).toBe(0);
