@@ -118,6 +118,14 @@ describe("FETCH INTERNALDATE, RFC822.TEXT, RFC822.HEADER and the macros (RFC 350
     const h = await t.cmd("h", "FETCH 1 (RFC822.HEADER)");
     expect(h).toContain(`RFC822.HEADER {${Buffer.byteLength(HEADER)}}\r\n${HEADER}`);
     expect(h).not.toMatch(/\\Seen/);
+    // read-only (EXAMINE): RFC822.TEXT returns the body and changes no flag
+    const ro = await login();
+    expect(await ro.cmd("e", "EXAMINE Macros")).toMatch(/e OK \[READ-ONLY\]/);
+    const roText = await ro.cmd("b", "FETCH 1 (RFC822.TEXT)");
+    expect(roText).toContain(`RFC822.TEXT {${Buffer.byteLength(BODY)}}\r\n${BODY}`);
+    expect(roText).not.toMatch(/FLAGS/);
+    ro.close();
+    expect(await t.cmd("fl0", "FETCH 1 FLAGS")).not.toMatch(/\\Seen/);
     const b = await t.cmd("b", "FETCH 1 (RFC822.TEXT)");
     expect(b).toContain(`RFC822.TEXT {${Buffer.byteLength(BODY)}}\r\n${BODY}`);
     // RFC 3501 §6.4.5: the implicit \Seen is reported with the FETCH
