@@ -35,24 +35,44 @@ const pending = new Map<number, Pending>();
 const lateOnes = new Map<number, (value: unknown) => void>();
 let listening = false;
 
-function listen(): void {
-  if (listening) return;
-  listening = true;
-  process.on("message", (m: Answer) => {
-    if (m?.type !== `${P}answer`) return;
-    const p = pending.get(m.id);
-    if (p) return p.done(m.value);
-    const late = lateOnes.get(m.id);
-    lateOnes.delete(m.id);
-    late?.(m.value);
-  });
+/** Takes an answer from the primary (process.on("message"); a test channel calls it directly). */
+export function anvilAnswer(m: unknown): void {
+  const a = m as Answer | undefined;
+  if (a?.type !== `${P}answer`) return;
+  const p = pending.get(a.id);
+  if (p) {
+    p.done(a.value);
+    return;
+  }
+  const late = lateOnes.get(a.id);
+  lateOnes.delete(a.id);
+  late?.(a.value);
 }
+
+/** How a worker reaches the primary: send() is false when there is no channel (nothing sent). */
+export interface AnvilChannel {
+  send(message: unknown): boolean;
+}
+
+/** The cluster IPC channel of this process. */
+export const processChannel: AnvilChannel = {
+  send(message) {
+    if (!listening) {
+      listening = true;
+      process.on("message", anvilAnswer);
+    }
+    if (!process.connected || !process.send) return false;
+    process.send(message, undefined, {}, () => undefined);
+    return true;
+  },
+};
 
 /** A worker's way to the primary's anvil. */
 export class AnvilClient {
-  constructor(private readonly timeoutMs = ANVIL_TIMEOUT_MS) {
-    listen();
-  }
+  constructor(
+    private readonly timeoutMs = ANVIL_TIMEOUT_MS,
+    private readonly channel: AnvilChannel = processChannel,
+  ) {}
 
   /** The primary's answer, or undefined when it is silent for timeoutMs (then `late` gets the answer). */
   ask(op: string, args: unknown[], late?: (value: unknown) => void): Promise<unknown> {
@@ -61,7 +81,7 @@ export class AnvilClient {
       const finish = (value: unknown, timedOut: boolean) => {
         clearTimeout(timer);
         pending.delete(id);
-        if (timedOut && late && process.connected) {
+        if (timedOut && late) {
           lateOnes.set(id, late);
           // an answer is not owed for ever
           setTimeout(() => lateOnes.delete(id), 60_000).unref();
@@ -70,14 +90,12 @@ export class AnvilClient {
       };
       const timer = setTimeout(() => finish(undefined, true), this.timeoutMs);
       pending.set(id, { done: (v) => finish(v, false), late });
-      if (!process.connected || !process.send) return finish(undefined, false);
-      process.send({ type: `${P}ask`, id, op, args } satisfies Ask, undefined, {}, () => undefined);
+      if (!this.channel.send({ type: `${P}ask`, id, op, args } satisfies Ask)) finish(undefined, false);
     });
   }
 
   tell(op: string, args: unknown[]): void {
-    if (process.connected)
-      process.send?.({ type: `${P}tell`, op, args } satisfies Tell, undefined, {}, () => undefined);
+    this.channel.send({ type: `${P}tell`, op, args } satisfies Tell);
   }
 }
 

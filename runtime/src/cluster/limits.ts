@@ -13,7 +13,15 @@
  * worker's own (it records every failure too, so guessing stays slowed).
  */
 import type { Worker } from "node:cluster";
-import { ANVIL_TIMEOUT_MS, AnvilClient, type AnvilOp, FailureCounter, SlotTable } from "./anvil.js";
+import {
+  ANVIL_TIMEOUT_MS,
+  type AnvilChannel,
+  AnvilClient,
+  type AnvilOp,
+  FailureCounter,
+  processChannel,
+  SlotTable,
+} from "./anvil.js";
 
 export interface ConnectionLimitValues {
   maxConnectionsPerIp: number;
@@ -93,8 +101,12 @@ export class RemoteConnectionLimits implements ConnectionLimits {
   /** This process's own count: every slot, and where it is held ("primary" or "own"). */
   private readonly own: LocalConnectionLimits;
 
-  constructor(values: ConnectionLimitValues, timeoutMs = ANVIL_TIMEOUT_MS) {
-    this.client = new AnvilClient(timeoutMs);
+  constructor(
+    values: ConnectionLimitValues,
+    timeoutMs = ANVIL_TIMEOUT_MS,
+    channel: AnvilChannel = processChannel,
+  ) {
+    this.client = new AnvilClient(timeoutMs, channel);
     this.own = new LocalConnectionLimits(values);
   }
 

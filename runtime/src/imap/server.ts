@@ -45,6 +45,7 @@ export class ImapServer implements SessionServer {
   private readonly servers: net.Server[] = [];
   private readonly sessions = new Set<Session>();
   private readonly counted: ConnectionLimits;
+  private draining = false;
   private readonly gauge: Gauge | undefined;
 
   constructor(private readonly options: ImapServerOptions) {
@@ -129,8 +130,10 @@ export class ImapServer implements SessionServer {
         setTimeout(() => socket.destroy(), 2000).unref();
         return;
       }
-      if (socket.destroyed) {
+      if (socket.destroyed || this.draining) {
+        // gone while the count was asked, or the server stopped meanwhile
         this.counted.release("ip", ip);
+        if (this.draining) socket.end("* BYE [UNAVAILABLE] Server shutting down\r\n");
         return;
       }
       socket.once("close", () => this.counted.release("ip", ip));
@@ -174,6 +177,7 @@ export class ImapServer implements SessionServer {
 
   /** Stops accepting, says BYE to every session, waits up to timeoutMs, then cuts the rest. */
   async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
     // close() only stops accepting here; its callback would wait for every session
     for (const s of this.servers) s.close();
     for (const s of this.sessions) s.drain();

@@ -126,7 +126,11 @@ export class QueueRunner {
   }
 
   async start(): Promise<void> {
-    await this.options.store.open();
+    const incomplete = await this.options.store.open();
+    if (incomplete.length > 0) {
+      // Cut short by a crash before their fsync, so never acknowledged: the clients send them again.
+      this.options.logger.warn({ queueIds: incomplete }, "removed incomplete queue files left by a crash");
+    }
     await this.scan(false);
     this.schedule();
   }

@@ -2,22 +2,27 @@
  * The queue directory. Layout:
  *   tmp/            files being written (removed at start: never acknowledged)
  *   msg/<id>        one line of envelope JSON, then the message bytes (CRLF)
- *                   exactly as they will be delivered; its rename into msg/
- *                   commits the message
+ *                   exactly as they will be delivered (the envelope's `size`
+ *                   says how many); written in full in tmp/, then renamed
+ *                   into msg/
  *   state/<id>.json the envelope with later delivery state (per-recipient
  *                   outcomes, attempts, next retry); overrides the copy in msg/
  *   flush           ops request (`mailinfra queue flush`): retry everything now
  *
  * A message is acknowledged (250) only after its file and the msg/ directory
  * are fsynced: one file, one file fsync and one (group-committed) directory
- * fsync per message. State files are written the same way (tmp, fsync,
- * rename, directory fsync). Removal deletes msg/<id> first, so a crash never
- * leaves state without its message that matters.
+ * fsync per message, the two issued together after the rename (durable.ts
+ * commitNew: one wait for the disk). A crash before both are done may leave
+ * msg/<id> empty or short: never acknowledged, and open() removes it (its
+ * length does not match its envelope). State files, which replace each other,
+ * keep the strict order (tmp, fsync, rename, directory fsync). Removal deletes
+ * msg/<id> first, so a crash never leaves state without its message that
+ * matters.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeDurably } from "./durable.js";
+import { commitNew, writeDurably } from "./durable.js";
 import type { EnqueueRequest, QueuedEnvelope } from "./types.js";
 
 const ID_PATTERN = /^[0-9a-z]{8,16}-[0-9a-f]{12}$/;
@@ -62,20 +67,51 @@ export class QueueStore {
 
   /**
    * Creates the folders and removes what a crash left half-done: temporary
-   * files (never acknowledged: the client will send again) and state files
-   * whose message is gone.
+   * files and queue files cut short before their fsync (never acknowledged:
+   * the client will send again), and state files whose message is gone.
+   * Returns the ids of the queue files removed as incomplete.
    */
-  async open(): Promise<void> {
+  async open(): Promise<string[]> {
     for (const d of [this.dir, this.tmpDir, this.msgDir, this.stateDir]) {
       await mkdir(d, { recursive: true, mode: 0o700 });
     }
     for (const name of await readdir(this.tmpDir)) {
       await rm(join(this.tmpDir, name), { force: true });
     }
+    const incomplete: string[] = [];
+    for (const id of await this.ids()) {
+      if (!(await this.whole(id))) {
+        await rm(this.messagePath(id), { force: true });
+        incomplete.push(id);
+      }
+    }
     const committed = new Set(await this.ids());
     for (const name of await readdir(this.stateDir)) {
       if (!committed.has(name.replace(/\.json$/, ""))) await rm(join(this.stateDir, name), { force: true });
     }
+    return incomplete;
+  }
+
+  /**
+   * A queue file is whole when it has its envelope line and exactly the bytes
+   * the envelope's `size` announces after it. A crash between the rename and
+   * the fsync leaves it empty or short (ordered data on ext4 and XFS: the size
+   * on disk never runs ahead of the data written).
+   */
+  private async whole(id: string): Promise<boolean> {
+    let envelope: QueuedEnvelope | null;
+    let headBytes: number;
+    try {
+      const read = await this.headWithLength(id);
+      if (!read) return true; // gone meanwhile: nothing to remove
+      envelope = read.envelope;
+      headBytes = read.length;
+    } catch {
+      return false; // no envelope line, or not JSON
+    }
+    if (typeof envelope?.size !== "number") return false;
+    const { size } = await stat(this.messagePath(id));
+    return size === headBytes + 1 + envelope.size;
   }
 
   /** Writes envelope + message as one file, fsynced with its directory. Resolves only when durable. */
@@ -95,7 +131,7 @@ export class QueueStore {
       ...(request.hold ? { hold: true } : {}),
     };
     const head = Buffer.from(`${JSON.stringify(envelope)}\n`);
-    await writeDurably(this.tmpPath(id, "msg"), this.messagePath(id), Buffer.concat([head, message]));
+    await commitNew(this.tmpPath(id, "msg"), this.messagePath(id), Buffer.concat([head, message]));
     return envelope;
   }
 
@@ -129,6 +165,11 @@ export class QueueStore {
 
   /** The envelope line at the start of msg/<id>, read without the message. */
   private async head(id: string): Promise<QueuedEnvelope | null> {
+    return (await this.headWithLength(id))?.envelope ?? null;
+  }
+
+  /** The envelope and the length of its line (without the newline). */
+  private async headWithLength(id: string): Promise<{ envelope: QueuedEnvelope; length: number } | null> {
     let handle: Awaited<ReturnType<typeof open>>;
     try {
       handle = await open(this.messagePath(id), "r");
@@ -148,7 +189,8 @@ export class QueueStore {
         if (nl >= 0) break;
         position += bytesRead;
       }
-      return JSON.parse(Buffer.concat(chunks).toString("utf8")) as QueuedEnvelope;
+      const line = Buffer.concat(chunks);
+      return { envelope: JSON.parse(line.toString("utf8")) as QueuedEnvelope, length: line.length };
     } finally {
       await handle.close();
     }

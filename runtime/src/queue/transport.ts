@@ -148,8 +148,10 @@ async function connectOnce(target: TransportTarget, plaintext: boolean): Promise
   const session: Session = { connection, dead: false };
   await new Promise<void>((resolve, reject) => {
     const failed = (err: Error) => {
+      const handshake = isHandshakeFailure(connection, err);
+      connection.on("error", () => undefined); // late errors of a connection given up
       connection.close();
-      reject(isHandshakeFailure(connection, err) ? new HandshakeError(err.message) : err);
+      reject(handshake ? new HandshakeError(err.message) : err);
     };
     connection.once("error", failed);
     connection.connect((err) => {

@@ -29,7 +29,13 @@
  *                  too: guessing stays throttled per process, users can log in.
  */
 import type { Worker } from "node:cluster";
-import { ANVIL_TIMEOUT_MS, AnvilClient, AnvilServer } from "../cluster/anvil.js";
+import {
+  ANVIL_TIMEOUT_MS,
+  type AnvilChannel,
+  AnvilClient,
+  AnvilServer,
+  processChannel,
+} from "../cluster/anvil.js";
 import type { RuntimeConfig } from "../config/schema.js";
 import { RateLimiter } from "../filter/rate.js";
 import { AuthThrottle } from "./auth-throttle.js";
@@ -160,8 +166,12 @@ export class RemoteAnvil implements Anvil {
   /** The fallback for AUTH (records every failure, so it is current when needed). */
   private readonly own: LocalAnvil;
 
-  constructor(limits: Omit<AnvilLimits, "rate" | "maxConnections">, timeoutMs = ANVIL_TIMEOUT_MS) {
-    this.client = new AnvilClient(timeoutMs);
+  constructor(
+    limits: Omit<AnvilLimits, "rate" | "maxConnections">,
+    timeoutMs = ANVIL_TIMEOUT_MS,
+    channel: AnvilChannel = processChannel,
+  ) {
+    this.client = new AnvilClient(timeoutMs, channel);
     this.own = new LocalAnvil({ ...limits });
   }
 

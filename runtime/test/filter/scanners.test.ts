@@ -241,8 +241,10 @@ describe("record(): one structured object per verdict", () => {
     expect(checks.map((c) => c.check)).toEqual([
       "early-talker",
       "rate",
+      "client-access",
       "dnsbl",
       "helo",
+      "helo-access",
       "sender-access",
       "spf",
       "mime-bomb",
@@ -273,8 +275,10 @@ describe("record(): one structured object per verdict", () => {
     expect((rec.checks as Array<{ check: string }>).map((c) => c.check)).toEqual([
       "early-talker",
       "rate",
+      "client-access",
       "dnsbl",
       "helo",
+      "helo-access",
       "sender-access",
       "spf",
     ]);

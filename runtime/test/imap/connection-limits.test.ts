@@ -6,7 +6,7 @@
  * workers.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { FailureCounter } from "../../src/cluster/anvil.js";
+import { anvilAnswer, FailureCounter } from "../../src/cluster/anvil.js";
 import { LocalConnectionLimits, RemoteConnectionLimits } from "../../src/cluster/limits.js";
 
 const values = { maxConnectionsPerIp: 2, maxConnectionsPerUser: 1, authFailureWindowMs: 60_000 };
@@ -53,8 +53,8 @@ describe("LocalConnectionLimits", () => {
 
 describe("RemoteConnectionLimits without an answer from the primary", () => {
   it("fails open to this process's own count against the same limits", async () => {
-    // this test process has no IPC channel: every ask goes unanswered
-    const l = new RemoteConnectionLimits(values, 50);
+    const silent = { send: () => true };
+    const l = new RemoteConnectionLimits(values, 50, silent);
     expect(await l.claim("ip", "192.0.2.1")).toBe(true);
     expect(await l.claim("ip", "192.0.2.1")).toBe(true);
     expect(await l.claim("ip", "192.0.2.1")).toBe(false);
@@ -63,5 +63,27 @@ describe("RemoteConnectionLimits without an answer from the primary", () => {
     expect(await l.authFailures("192.0.2.1", true)).toBe(1);
     expect(await l.authFailures("192.0.2.1", true)).toBe(2);
     expect(await l.authFailures("192.0.2.1", false)).toBe(2);
+  });
+
+  it("gives back a slot the primary granted after the worker stopped waiting", async () => {
+    const sent: Array<{ type: string; id?: number; op: string; args: unknown[] }> = [];
+    const channel = {
+      send: (m: unknown) => {
+        sent.push(m as (typeof sent)[number]);
+        return true;
+      },
+    };
+    const l = new RemoteConnectionLimits(values, 50, channel);
+    expect(await l.claim("user", "alice")).toBe(true); // this process's own count
+    const ask = sent[0]!;
+    expect(ask).toMatchObject({ op: "claim", args: ["user", "alice"] });
+    anvilAnswer({ type: "mailinfra-anvil:answer", id: ask.id, value: true });
+    expect(sent[1]).toMatchObject({ type: "mailinfra-anvil:tell", op: "release", args: ["user", "alice"] });
+    // an answer in time: the primary's slot, given back to it on release
+    const claimed = l.claim("ip", "192.0.2.9");
+    anvilAnswer({ type: "mailinfra-anvil:answer", id: sent[2]!.id, value: true });
+    expect(await claimed).toBe(true);
+    l.release("ip", "192.0.2.9");
+    expect(sent[3]).toMatchObject({ op: "release", args: ["ip", "192.0.2.9"] });
   });
 });

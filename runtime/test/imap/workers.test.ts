@@ -24,6 +24,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeCertificate } from "../support/tls.js";
+import { type ClusterProcess, startClusterProcess } from "./cluster-process.js";
 import { USERS } from "./support.js";
 
 const SERVE = fileURLToPath(new URL("./fixtures/serve-imap-cluster.ts", import.meta.url));
@@ -68,12 +69,9 @@ const alive = (pid: number) => {
   }
 };
 
-interface Cluster {
-  child: ChildProcess;
+interface Cluster extends ClusterProcess {
   port: number;
   tlsPort: number;
-  pids: number[];
-  out: () => string;
 }
 
 async function serve(name: string, limits: Record<string, number> = {}): Promise<Cluster> {
@@ -95,33 +93,9 @@ async function serve(name: string, limits: Record<string, number> = {}): Promise
       },
     }),
   );
-  const child = spawn(process.execPath, ["--import", "tsx", SERVE, file], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: "rr" },
-  });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  await until(
-    "READY",
-    () => {
-      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}`);
-      return out.includes("\n");
-    },
-    60_000,
-  );
-  const ready = JSON.parse(out.slice(out.indexOf(" ") + 1, out.indexOf("\n"))) as {
-    addresses: string[];
-    pids: number[];
-  };
-  const port = (i: number) => Number(ready.addresses[i]?.split(":").pop());
-  return { child, port: port(0), tlsPort: port(1), pids: ready.pids, out: () => out };
+  const started = await startClusterProcess(SERVE, file, { NODE_CLUSTER_SCHED_POLICY: "rr" }, children);
+  const port = (i: number) => Number(started.addresses[i]?.split(":").pop());
+  return { ...started, port: port(0), tlsPort: port(1) };
 }
 
 type Answer = {

@@ -19,6 +19,7 @@ import { promisify } from "node:util";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openQueue } from "../../src/queue/index.js";
+import { type ClusterProcess, startClusterProcess } from "../imap/cluster-process.js";
 import {
   makeCert,
   makeConfig,
@@ -71,47 +72,13 @@ async function until(
   }
 }
 
-interface Cluster {
-  child: ChildProcess;
+interface Cluster extends ClusterProcess {
   mx: number;
-  addresses: string[];
-  pids: number[];
-  out: () => string;
 }
 
 async function serve(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<Cluster> {
-  const child = spawn(process.execPath, ["--import", "tsx", SERVE, configFile], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
-  });
-  children.add(child);
-  let out = "";
-  let err = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  await until(
-    "READY",
-    () => {
-      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}: ${err}`);
-      return out.includes("\n");
-    },
-    60_000,
-  );
-  const ready = JSON.parse(out.slice(out.indexOf(" ") + 1, out.indexOf("\n"))) as {
-    addresses: string[];
-    pids: number[];
-  };
-  return {
-    child,
-    mx: Number(ready.addresses[0]?.split(":").pop()),
-    addresses: ready.addresses,
-    pids: ready.pids,
-    out: () => out,
-  };
+  const started = await startClusterProcess(SERVE, configFile, env, children);
+  return { ...started, mx: Number(started.addresses[0]?.split(":").pop()) };
 }
 
 /** One smtplib connection per group, the groups in parallel (so both acceptors get some). */

@@ -13,16 +13,23 @@ import { makeConfig, python, type Running, startService, startWorld, type World 
 
 let world: World;
 let smtp: Running;
+/** The same service with smtp.hopCountLimit: 3. */
+let strict: Running;
 let queueDir: string;
 
 beforeAll(async () => {
   world = await startWorld();
   queueDir = await mkdtemp(join(world.dir, "queue-"));
   smtp = await startService(world, makeConfig({ queueDir, lmtpPort: world.lmtp.port }));
+  strict = await startService(
+    world,
+    makeConfig({ queueDir, lmtpPort: world.lmtp.port, smtp: { hopCountLimit: 3 } }),
+  );
 });
 
 afterAll(async () => {
   await smtp?.service.drain(1000);
+  await strict?.service.drain(1000);
   await world?.stop();
 });
 
@@ -38,8 +45,8 @@ function message(hops: number, subject: string): string {
 type Role = "mx" | "relay" | "submission";
 
 /** One message through smtplib; returns the DATA reply. */
-async function smtpData(role: Role, body: string): Promise<string> {
-  const port = role === "mx" ? smtp.mx : role === "relay" ? smtp.relay : smtp.submission;
+async function smtpData(role: Role, body: string, service: Running = smtp): Promise<string> {
+  const port = role === "mx" ? service.mx : role === "relay" ? service.relay : service.submission;
   return python(
     `
 import smtplib, ssl, os, sys, json
@@ -113,4 +120,11 @@ describe("hop count limit (RFC 5321 §6.3)", () => {
     expect(got && receivedCount(got.data)).toBe(HOP_COUNT_LIMIT + 1);
   });
 
+  it("takes its limit from smtp.hopCountLimit", async () => {
+    expect((await smtpData("mx", message(4, "loop-strict-4"), strict)).trim()).toBe(
+      "554 5.4.6 Too many hops",
+    );
+    expect(await smtpData("mx", message(3, "loop-strict-3"), strict)).toMatch(/^250 2\.0\.0 Ok: queued as /);
+    expect(await queued("loop-strict-4")).toEqual([]);
+  });
 });

@@ -1,10 +1,11 @@
 /** Queue pieces on their own: the store's crash recovery, the ops CLI, DSN text, backoff, the semaphore. */
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runQueueCommand } from "../../src/queue/cli.js";
 import { buildDsn, rfc5322Date, statusFromReply } from "../../src/queue/dsn.js";
+import { SYNC_WRITE_MAX_BYTES } from "../../src/queue/durable.js";
 import { backoffSeconds } from "../../src/queue/runner.js";
 import { KeyedSemaphore } from "../../src/queue/semaphore.js";
 import { isQueueId, newQueueId, QueueStore } from "../../src/queue/store.js";
@@ -48,6 +49,39 @@ describe("QueueStore", () => {
     expect((await store.readMessage(kept.id)).toString()).toBe("kept\r\n");
   });
 
+  it("removes at open the queue files a crash cut short before their fsync, keeps whole ones", async () => {
+    const store = new QueueStore(dir);
+    await store.open();
+    const kept = await store.enqueue(Buffer.from("Subject: k\r\n\r\nkept\r\n"), request("alice@example.org"));
+    const long = await store.enqueue(
+      Buffer.alloc(SYNC_WRITE_MAX_BYTES + 10, "w"),
+      request("bob@example.org"),
+    );
+    const whole = await readFile(join(dir, "msg", kept.id));
+    const nl = whole.indexOf(0x0a);
+    // What the disk may hold after a crash between the rename and the fsyncs: nothing, half the
+    // envelope line, the envelope and part of the message, or more bytes than announced.
+    const cut = {
+      empty: Buffer.alloc(0),
+      halfEnvelope: whole.subarray(0, Math.floor(nl / 2)),
+      shortMessage: whole.subarray(0, whole.length - 3),
+      notJson: Buffer.from("x".repeat(40) + "\nbody\r\n"),
+      tooLong: Buffer.concat([whole, Buffer.from("\0\0\0\0")]),
+    };
+    const ids: Record<string, string> = {};
+    for (const [name, bytes] of Object.entries(cut)) {
+      ids[name] = newQueueId();
+      await writeFile(join(dir, "msg", ids[name] as string), bytes);
+      await writeFile(join(dir, "state", `${ids[name]}.json`), "{}");
+    }
+    const removed = await store.open();
+    expect(removed.sort()).toEqual(Object.values(ids).sort());
+    expect((await store.ids()).sort()).toEqual([kept.id, long.id].sort());
+    expect(await readdir(join(dir, "state"))).toEqual([]);
+    expect((await store.readMessage(kept.id)).toString()).toBe("Subject: k\r\n\r\nkept\r\n");
+    expect((await store.readMessage(long.id)).length).toBe(SYNC_WRITE_MAX_BYTES + 10);
+  });
+
   it("prefers the saved state over the envelope written at enqueue", async () => {
     const store = new QueueStore(dir);
     await store.open();
@@ -71,6 +105,34 @@ describe("QueueStore", () => {
     }));
     const env = await store.enqueue(Buffer.from("big\r\n"), { mailFrom: "s@remote.test", recipients: many });
     expect((await store.load(env.id))?.recipients).toHaveLength(1000);
+  });
+
+  it("writes small and large messages byte for byte (both write paths of durable.ts), tmp/ left empty", async () => {
+    const store = new QueueStore(dir);
+    await store.open();
+    const small = Buffer.from("Subject: s\r\n\r\nsmall\r\n");
+    const large = Buffer.concat([
+      Buffer.from("Subject: l\r\n\r\n"),
+      Buffer.alloc(SYNC_WRITE_MAX_BYTES + 1, "y"),
+    ]);
+    const a = await store.enqueue(small, request("alice@example.org"));
+    const b = await store.enqueue(large, request("bob@example.org"));
+    expect((await store.readMessage(a.id)).equals(small)).toBe(true);
+    expect((await store.readMessage(b.id)).equals(large)).toBe(true);
+    expect(b.size).toBe(large.length);
+    expect(await readdir(join(dir, "tmp"))).toEqual([]);
+  });
+
+  it("a failed commit rejects, leaves no temp file and no message (both write paths)", async () => {
+    const store = new QueueStore(dir);
+    await store.open();
+    await rm(join(dir, "msg"), { recursive: true });
+    for (const size of [10, SYNC_WRITE_MAX_BYTES + 1]) {
+      await expect(store.enqueue(Buffer.alloc(size, "z"), request("alice@example.org"))).rejects.toThrow(
+        /ENOENT/,
+      );
+      expect(await readdir(join(dir, "tmp"))).toEqual([]);
+    }
   });
 
   it("refuses to remove anything that is not a queue id (no path tricks)", async () => {

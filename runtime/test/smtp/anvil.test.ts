@@ -70,8 +70,8 @@ describe("LocalAnvil", () => {
   });
 
   it("fails open without a primary: no shared count, the acceptor's own AUTH throttle", async () => {
-    // this test process has no IPC channel: every ask is unanswered at once
-    const anvil = new RemoteAnvil(limits, 50);
+    const silent = { send: () => true };
+    const anvil = new RemoteAnvil(limits, 50, silent);
     expect(await anvil.connect("192.0.2.1", 1, true)).toEqual({ pregreetPassed: false });
     expect(await anvil.authFail("192.0.2.1")).toBe(0);
     expect(await anvil.authFail("192.0.2.1")).toBe(1000);
