@@ -138,31 +138,45 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
           );
         }
         const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
+        async function deliverTo(address: string, account: Account): Promise<Reply> {
+          const message = Buffer.concat([
+            traceHeaders({
+              sender,
+              recipient: address,
+              helo: session.hostNameAppearsAs,
+              remoteAddress: session.remoteAddress,
+              hostname: options.hostname,
+              id: session.id,
+            }),
+            raw,
+          ]);
+          return deliver({
+            store: options.store,
+            hook,
+            account,
+            sender,
+            recipient: address,
+            message,
+            logger: s.log,
+            ...(options.redirect ? { redirect: options.redirect } : {}),
+          });
+        }
+        // Two recipients of one transaction that are the same account (alice@ and
+        // her alias a.liddell@) get ONE copy, as Postfix's cleanup(8) drops
+        // duplicate recipients: the later ones share the first one's reply.
+        const perAccount = new Map<string, Promise<Reply>>();
         const replies: Array<Reply> = await Promise.all(
           session.envelope.rcptTo.map(async (rcpt) => {
             const account = s.accounts.get(rcpt.address.toLowerCase());
             if (!account) return REPLIES.unknownUser;
-            const message = Buffer.concat([
-              traceHeaders({
-                sender,
-                recipient: rcpt.address,
-                helo: session.hostNameAppearsAs,
-                remoteAddress: session.remoteAddress,
-                hostname: options.hostname,
-                id: session.id,
-              }),
-              raw,
-            ]);
-            return deliver({
-              store: options.store,
-              hook,
-              account,
-              sender,
-              recipient: rcpt.address,
-              message,
-              logger: s.log,
-              ...(options.redirect ? { redirect: options.redirect } : {}),
-            });
+            const first = perAccount.get(account.uid);
+            if (first) {
+              s.log.info({ rcpt: rcpt.address, uid: account.uid }, "duplicate recipient, one copy delivered");
+              return first;
+            }
+            const reply = deliverTo(rcpt.address, account);
+            perAccount.set(account.uid, reply);
+            return reply;
           }),
         );
         for (const [i, r] of replies.entries()) {

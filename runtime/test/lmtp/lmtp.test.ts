@@ -109,6 +109,21 @@ describe("LMTP delivery (RFC 2033) with smtplib.LMTP against slapd", () => {
     expect(status.messages).toBe(1);
   });
 
+  it("delivers one copy to an account named twice in one transaction (address and alias)", async () => {
+    const port = await serve();
+    const before = (await messages("carol")).length;
+    const r = await lmtp(
+      port,
+      ["carol@example.org", "alice@example.org", "A.Liddell@example.org", "postmaster@example.org"],
+      "Subject: once\r\n\r\nonly one copy\r\n",
+    );
+    expect(r.data.map(([code]) => code)).toEqual([250, 250, 250, 250]);
+    const alice = (await messages("alice")).filter((m) => m.includes("Subject: once"));
+    expect(alice).toHaveLength(1);
+    expect(alice[0]).toContain("Delivered-To: alice@example.org");
+    expect((await messages("carol")).length).toBe(before + 1);
+  });
+
   it("552 5.2.2 for a recipient over quota, 250 for the others in the same transaction", async () => {
     const port = await serve();
     const big = `Subject: big\r\n\r\n${"x".repeat(700)}\r\n`;
