@@ -138,7 +138,7 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
           );
         }
         const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : "";
-        async function deliverTo(address: string, account: Account): Promise<Reply> {
+        const deliverTo = async (address: string, account: Account): Promise<Reply> => {
           const message = Buffer.concat([
             traceHeaders({
               sender,
@@ -160,7 +160,7 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
             logger: s.log,
             ...(options.redirect ? { redirect: options.redirect } : {}),
           });
-        }
+        };
         // Two recipients of one transaction that are the same account (alice@ and
         // her alias a.liddell@) get ONE copy, as Postfix's cleanup(8) drops
         // duplicate recipients: the later ones share the first one's reply.
