@@ -240,11 +240,18 @@ async function processTree(root: number): Promise<number[]> {
   return [...tree];
 }
 
-/** RSS and PSS (shared pages split among their users) summed over a process tree, in bytes. */
-async function treeMemory(root: number): Promise<{ rss: number; pss: number; processes: number }> {
+/**
+ * RSS and PSS (shared pages split among their users) summed over a process
+ * tree, in bytes, and the open descriptors of each of its processes (how the
+ * kernel spread the connections over the workers).
+ */
+async function treeMemory(
+  root: number,
+): Promise<{ rss: number; pss: number; processes: number; descriptors: number[] }> {
   let rss = 0;
   let pss = 0;
   let processes = 0;
+  const descriptors: number[] = [];
   for (const pid of await processTree(root)) {
     const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
     const r = /^Rss:\s+(\d+) kB/m.exec(rollup);
@@ -253,8 +260,9 @@ async function treeMemory(root: number): Promise<{ rss: number; pss: number; pro
     processes += 1;
     rss += Number(r[1]) * 1024;
     pss += Number(p?.[1] ?? 0) * 1024;
+    descriptors.push((await readdir(`/proc/${pid}/fd`).catch(() => [])).length);
   }
-  return { rss, pss, processes };
+  return { rss, pss, processes, descriptors };
 }
 
 /** Opens `n` connections that log in, SELECT INBOX and IDLE; resolves once all are idling. */
@@ -380,6 +388,7 @@ async function idleBench(): Promise<void> {
         ` RSS total ${mb(tree0.rss)} → ${mb(tree1.rss)}: ${kb(tree1.rss - tree0.rss)} per connection` +
         ` (PSS ${kb(tree1.pss - tree0.pss)}; primary RSS ${mb(before.rss)} → ${mb(after.rss)})`,
     );
+    console.log(`    open descriptors per process (primary first): ${tree1.descriptors.join(", ")}`);
     await held.release();
   } finally {
     await server.stop();
