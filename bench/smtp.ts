@@ -22,7 +22,8 @@
  *
  * Both systems stay up side by side and every phase alternates between them
  * for ROUNDS rounds (this machine is shared: its other load then falls on
- * both alike); the ratios are medians of the per-round ratios. The cost of
+ * both alike), each phase after a sync(1); the ratios are medians of the
+ * per-round ratios. The cost of
  * each filter check is bench/filter.ts's job.
  *
  *   UV_THREADPOOL_SIZE=32 npx tsx bench/smtp.ts
@@ -134,8 +135,13 @@ async function load(port: number, messages = MESSAGES, reuse = false): Promise<n
   return (performance.now() - started) / 1000;
 }
 
-/** Untimed messages per system before the rounds (WARMUP; at least one per user). */
-const WARMUP = Math.max(USERS, Number(process.env.WARMUP ?? 400));
+/**
+ * Untimed messages per system before the rounds (WARMUP; at least one per
+ * user). 2000: with 400, our first measured phase still ran ~25 % slower than
+ * the same phase in later rounds even with no Postfix beside it (447 against
+ * 611 and 536 accepted/s), with 2000 ~15 % (517 against 621).
+ */
+const WARMUP = Math.max(USERS, Number(process.env.WARMUP ?? 2000));
 
 /**
  * WARMUP messages first, untimed, the same for both systems: mailboxes get
@@ -231,8 +237,14 @@ async function postalLoad(port: number, mail: string, before: number, dir: strin
   return { acceptedPerSecond: got / ran, deliveredPerSecond: got / ((lastStoredAt - started) / 1000) };
 }
 
-/** One phase against a running system whose Maildirs are complete (nothing in flight). */
+/**
+ * One phase against a running system whose Maildirs are complete (nothing in
+ * flight). The disk is flushed first (sync(1)): the other system's last phase
+ * (or both warm-ups, before the first) leaves dirty pages whose write-back
+ * would otherwise land in this one's fsyncs.
+ */
 async function measure(sys: System, phase: PhaseName, dir: string): Promise<Phase> {
+  await run("sync");
   const before = await countFiles(sys.mail);
   if (phase === "postal") return postalLoad(sys.port, sys.mail, before, dir);
   const started = performance.now();

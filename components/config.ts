@@ -75,6 +75,12 @@ const LdapSchema = z.object({
   /** Roles that read a replica first, to spread the load; the others read the provider first. */
   replicaFirstRoles: z.array(z.enum(ROLES)).default(["mx", "webmail"]),
   port: port().default(389),
+  /**
+   * TLS between every service and slapd, and between the replicas and the
+   * provider: StartTLS on `port`, simple binds refused without it, the servers'
+   * certificate (self-signed for the LDAP hosts, or tlsCertificate) verified.
+   */
+  tls: z.boolean().default(true),
 });
 
 const SanSchema = z.object({
@@ -242,6 +248,8 @@ export const SECRET_KEYS = {
     "PostgreSQL password of the statistics database user; required with a `test` host and stats.enabled",
   tlsCertificate: "optional: PEM certificate chain for the services (with tlsPrivateKey)",
   tlsPrivateKey: "optional: PEM private key of tlsCertificate",
+  tlsCaCertificate:
+    "optional: PEM CA certificate(s) that issued tlsCertificate; services and replicas verify LDAP against it (absent: the system's CAs)",
 } as const;
 export type SecretKey = keyof typeof SECRET_KEYS;
 
@@ -254,6 +262,8 @@ export interface StackSecrets {
   heartbeatAuthkey?: pulumi.Output<string>;
   statsDatabasePassword?: pulumi.Output<string>;
   tls?: { certificate: pulumi.Output<string>; privateKey: pulumi.Output<string> };
+  /** The CA of a given tlsCertificate (LDAP clients verify against it). */
+  tlsCa?: pulumi.Output<string>;
 }
 
 /** The validated config with everything derived that the components need. */
@@ -401,6 +411,8 @@ export function checkRules(cfg: StackSettings, stack: string, presentSecrets: Re
   const key = presentSecrets.has("tlsPrivateKey");
   if (cert !== key)
     at([cert ? "tlsPrivateKey" : "tlsCertificate"], "tlsCertificate and tlsPrivateKey go together");
+  if (presentSecrets.has("tlsCaCertificate") && !cert)
+    at(["tlsCaCertificate"], "only with tlsCertificate (self-signed LDAP certificates are their own CA)");
   const selfSigned = cfg.tls.selfSigned ?? stack !== "prod";
   if (!cert && !selfSigned)
     at(
@@ -470,6 +482,8 @@ export const SECRET_CHECKS: Record<string, (v: string) => string | undefined> = 
     v.includes("-----BEGIN CERTIFICATE-----") ? undefined : "expected a PEM certificate",
   tlsPrivateKey: (v) =>
     /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(v) ? undefined : "expected a PEM private key",
+  tlsCaCertificate: (v) =>
+    v.includes("-----BEGIN CERTIFICATE-----") ? undefined : "expected a PEM certificate",
 };
 
 function checkedSecret(
@@ -539,6 +553,8 @@ export function loadStackConfig(
   const cert = optional("tlsCertificate");
   const key = optional("tlsPrivateKey");
   if (cert && key) secrets.tls = { certificate: cert, privateKey: key };
+  const ca = optional("tlsCaCertificate");
+  if (ca && secrets.tls) secrets.tlsCa = ca;
   return deriveConfig(settings, stack, secrets);
 }
 

@@ -33,6 +33,8 @@ import {
   fqdnOf,
   heartbeatManaged,
   LDAP_BIND_PASSWORD_FILE,
+  LDAP_CA_FILE_RUNTIME,
+  ldapTlsNames,
   MAPS_DIR,
   notInBuildOf,
   PORTS,
@@ -201,6 +203,16 @@ export class MailInfrastructure extends pulumi.ComponentResource {
         servicePassword: cfg.secrets.ldapServicePassword,
         serviceAccounts: accounts,
         saltSeed: `${cfg.stack}:${cfg.ldap.baseDn}`,
+        ...(cfg.ldap.tls
+          ? {
+              tls: {
+                dnsNames: ldapTlsNames(cfg).dns,
+                ipAddresses: ldapTlsNames(cfg).ips,
+                ...(cfg.secrets.tls ? { given: cfg.secrets.tls } : {}),
+                ...(cfg.secrets.tlsCa ? { givenCa: cfg.secrets.tlsCa } : {}),
+              },
+            }
+          : {}),
       },
       o,
     );
@@ -282,6 +294,14 @@ export class MailInfrastructure extends pulumi.ComponentResource {
           content: pulumi.output(cfg.secrets.ldapServicePassword).apply((m) => servicePassword(m, account)),
         },
       ];
+      if (ldap.caCertificate !== undefined)
+        files.push({
+          stageName: "ldap-ca.pem",
+          path: LDAP_CA_FILE_RUNTIME,
+          mode: "0644",
+          secret: false,
+          content: ldap.caCertificate,
+        });
       if (services.includes("smtp") && h.roles.includes("mx"))
         for (const [file, text] of Object.entries(filterMaps(cfg)))
           files.push({

@@ -5,6 +5,20 @@
  * service accounts on the provider, then the replicas, each of which must
  * receive those entries before its step succeeds.
  *
+ * TLS (`tls`): slapd serves StartTLS on the ldap:// port (RFC 4513 §3) and
+ * refuses a simple bind over a connection without TLS (`security
+ * simple_bind=64`; ldapi:/// on the host itself counts 71, so the deploy's own
+ * loads still work). StartTLS on 389 rather than ldaps:// on 636: one port for
+ * everything, what OpenLDAP, ldap-utils and RFC 4513 describe, and a client that
+ * forgets TLS is refused loudly instead of reaching a second, plaintext port.
+ * The certificate is made as the services' certificates are (components/tls.ts):
+ * without tlsCertificate, ONE self-signed pair for all LDAP hosts' names,
+ * generated on the provider and copied to the replicas (SharedTls); it is its
+ * own CA, installed as /etc/ldap/tls/ca.pem here and handed to every service
+ * (`caCertificate`). With tlsCertificate, that pair, checked against
+ * tlsCaCertificate (or the system's CAs). Replicas run syncrepl with
+ * `starttls=critical` and `tls_reqcert=demand` against that CA.
+ *
  * Credentials: slapd.conf holds only the rootdn's {SSHA} hash on the provider
  * and the replication password on replicas (mode 0600, owner openldap); the
  * admin password for ldapadd is a 0600 file read with `-y`. Nothing secret is
@@ -34,6 +48,22 @@ import {
   sshaHash,
 } from "./render/index.js";
 import { templateUrl } from "./render/template.js";
+import { SharedTls, Tls, type TlsPaths } from "./tls.js";
+
+/** Where slapd's pair lives (owner openldap; the directory 0750 root:openldap). */
+export const LDAP_TLS_DIR = "/etc/ldap/tls";
+export const LDAP_TLS: TlsPaths = {
+  dir: LDAP_TLS_DIR,
+  cert: `${LDAP_TLS_DIR}/cert.pem`,
+  key: `${LDAP_TLS_DIR}/key.pem`,
+  source: `${LDAP_TLS_DIR}/source`,
+  restartMarker: `${STAGE_DIR}/ldap-tls-changed`,
+  stage: "ldap-tls",
+};
+/** The CA slapd (a replica, for its provider) checks against, when the stack has one. */
+export const LDAP_CA_FILE = `${LDAP_TLS_DIR}/ca.pem`;
+/** Debian's bundle of the system's CAs (a given certificate without tlsCaCertificate). */
+export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
 /** The mdb directory of the mail directory (not Debian's default database). */
 export const LDAP_DB_DIR = "/var/lib/ldap/mailinfra";
@@ -100,6 +130,18 @@ export interface LdapDirectoryArgs {
   serviceAccounts: readonly string[];
   /** Seed of the {SSHA} salts (stable hashes across runs). */
   saltSeed: string;
+  /** TLS on slapd (absent: plaintext ldap://, as before). */
+  tls?: LdapTlsArgs;
+}
+
+export interface LdapTlsArgs {
+  /** DNS names and addresses of the LDAP hosts (the certificate's names when self-signed). */
+  dnsNames: readonly string[];
+  ipAddresses: readonly string[];
+  /** The stack's given pair; absent → one self-signed pair for the LDAP hosts. */
+  given?: { certificate: pulumi.Input<string>; privateKey: pulumi.Input<string> };
+  /** The CA of the given pair; absent with `given` → the system's CAs. */
+  givenCa?: pulumi.Input<string>;
 }
 
 /** Waits until slapd answers on ldapi:/// (any LDAP reply, even a refused bind). */
@@ -119,27 +161,36 @@ const WAIT_SLAPD = [
  * installed one, on a copy whose pidfile/argsfile point to a scratch directory:
  * slaptest writes the pidfile, and must never overwrite the running slapd's.
  */
-export const CONFIGURE_SCRIPT = script(
-  PUT_FUNCTION,
-  `install -d -m 0700 -o openldap -g openldap ${LDAP_DB_DIR}`,
-  `put ${STAGE_DIR}/mailinfra.schema ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema 0644 root:root`,
-  "t=$(mktemp -d)",
-  `sed -e "s|^pidfile .*|pidfile $t/slapd.pid|" -e "s|^argsfile .*|argsfile $t/slapd.args|" ${STAGE_DIR}/slapd.conf > "$t/slapd.conf"`,
-  'if ! out=$(slaptest -u -f "$t/slapd.conf" 2>&1); then',
-  '  rm -rf "$t"',
-  `  echo "mailinfra: slaptest rejects the new slapd.conf (the installed one is left as it is):" >&2`,
-  `  printf '%s\\n' "$out" >&2; exit 1`,
-  "fi",
-  'rm -rf "$t"',
-  `put ${STAGE_DIR}/slapd.conf ${DEBIAN_SLAPD.confPath} 0600 openldap:openldap`,
-  `put ${STAGE_DIR}/slapd.default /etc/default/slapd 0644 root:root`,
-  "systemctl enable -q slapd 2>/dev/null || systemctl enable slapd",
-  'if [ "$changed" = 1 ] || ! systemctl is-active -q slapd; then',
-  "  systemctl restart slapd",
-  '  echo "slapd (re)started"',
-  "fi",
-  WAIT_SLAPD,
-);
+export function configureScript(withCa = false): string {
+  return script(
+    PUT_FUNCTION,
+    `install -d -m 0700 -o openldap -g openldap ${LDAP_DB_DIR}`,
+    withCa && `put ${STAGE_DIR}/ldap-ca.pem ${LDAP_CA_FILE} 0644 root:root`,
+    `put ${STAGE_DIR}/mailinfra.schema ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema 0644 root:root`,
+    "t=$(mktemp -d)",
+    `sed -e "s|^pidfile .*|pidfile $t/slapd.pid|" -e "s|^argsfile .*|argsfile $t/slapd.args|" ${STAGE_DIR}/slapd.conf > "$t/slapd.conf"`,
+    'if ! out=$(slaptest -u -f "$t/slapd.conf" 2>&1); then',
+    '  rm -rf "$t"',
+    `  echo "mailinfra: slaptest rejects the new slapd.conf (the installed one is left as it is):" >&2`,
+    `  printf '%s\\n' "$out" >&2; exit 1`,
+    "fi",
+    'rm -rf "$t"',
+    `put ${STAGE_DIR}/slapd.conf ${DEBIAN_SLAPD.confPath} 0600 openldap:openldap`,
+    `put ${STAGE_DIR}/slapd.default /etc/default/slapd 0644 root:root`,
+    "systemctl enable -q slapd 2>/dev/null || systemctl enable slapd",
+    // A new certificate (the TLS step touched the marker) needs a restart too.
+    `if [ -e ${LDAP_TLS.restartMarker} ]; then changed=1; fi`,
+    'if [ "$changed" = 1 ] || ! systemctl is-active -q slapd; then',
+    "  systemctl restart slapd",
+    '  echo "slapd (re)started"',
+    "fi",
+    `rm -f ${LDAP_TLS.restartMarker}`,
+    WAIT_SLAPD,
+  );
+}
+
+/** The configure step without TLS material to install. */
+export const CONFIGURE_SCRIPT = configureScript(false);
 
 /**
  * Adds the base entries and service accounts (existing entries are kept, only
@@ -189,6 +240,8 @@ export class LdapDirectory extends pulumi.ComponentResource {
   readonly replicasConfigured: remote.Command[];
   /** ldap://<address>:<port>/ per host name. */
   readonly uris: Record<string, string>;
+  /** With TLS: the PEM the services trust for the LDAP hosts (absent → the system's CAs). */
+  readonly caCertificate: pulumi.Output<string> | undefined;
 
   constructor(name: string, args: LdapDirectoryArgs, opts?: pulumi.ComponentResourceOptions) {
     super("mailinfra:ldap:LdapDirectory", name, {}, opts);
@@ -197,25 +250,85 @@ export class LdapDirectory extends pulumi.ComponentResource {
     const replicationDn = serviceDn(args.suffix, REPLICATION_ACCOUNT);
     const serviceDns = args.serviceAccounts.map((a) => serviceDn(args.suffix, a));
     const schema = readFileSync(templateUrl("ldap/mailinfra.schema"), "utf8");
+    // StartTLS on the one ldap:// port (see the header): no ldaps:// listener.
     const defaults = renderSlapdDefaults({ services: [`ldap://:${args.port}/`, "ldapi:///"] });
+    if (args.replicas.length > 998) throw new pulumi.ResourceError("at most 998 replicas", this);
+
+    // TLS: the pair on every LDAP host, before its slapd.conf names it.
+    const nodes = [args.provider, ...args.replicas];
+    const tlsStep: Record<string, { resource: pulumi.Resource; fingerprint: pulumi.Input<string> }> = {};
+    let caCertificate: pulumi.Output<string> | undefined;
+    const t = args.tls;
+    if (t !== undefined && t.given === undefined) {
+      const shared = new SharedTls(
+        `${name}-tls`,
+        {
+          nodes: nodes.map((n) => ({ name: n.name, connection: n.connection, dependsOn: n.dependsOn })),
+          owner: "openldap",
+          dnsNames: t.dnsNames,
+          ipAddresses: t.ipAddresses,
+          paths: LDAP_TLS,
+        },
+        { parent: this },
+      );
+      const steps = [shared.generate, ...shared.installs];
+      nodes.forEach((n, i) => {
+        tlsStep[n.name] = { resource: steps[i]!, fingerprint: shared.fingerprints[n.name]! };
+      });
+      // Self-signed: the certificate is its own CA.
+      caCertificate = shared.certificate;
+    } else if (t?.given !== undefined) {
+      for (const n of nodes) {
+        const pair = new Tls(
+          `${name}-${n.name}-tls`,
+          {
+            connection: n.connection,
+            owner: "openldap",
+            dnsNames: t.dnsNames,
+            ipAddresses: t.ipAddresses,
+            given: t.given,
+            dependsOn: n.dependsOn,
+            paths: LDAP_TLS,
+          },
+          { parent: this },
+        );
+        tlsStep[n.name] = { resource: pair, fingerprint: pair.fingerprint };
+      }
+      if (t.givenCa !== undefined) caCertificate = pulumi.output(t.givenCa);
+    }
+    this.caCertificate = caCertificate;
+    const slapdTls =
+      t === undefined
+        ? undefined
+        : {
+            certFile: LDAP_TLS.cert,
+            keyFile: LDAP_TLS.key,
+            caFile: caCertificate === undefined ? SYSTEM_CA_BUNDLE : LDAP_CA_FILE,
+          };
     const common = {
       suffix: args.suffix,
       rootDn: args.rootDn,
       serviceDns,
       replicationDn,
       directory: LDAP_DB_DIR,
+      ...(slapdTls ? { tls: slapdTls } : {}),
     };
-    if (args.replicas.length > 998) throw new pulumi.ResourceError("at most 998 replicas", this);
 
     const configure = (node: LdapNode, slapdConf: pulumi.Input<string>, extra: string | undefined) => {
       const n = `${name}-${node.name}`;
-      const o = { parent: this, dependsOn: node.dependsOn };
+      const tls = tlsStep[node.name];
+      const o = { parent: this, dependsOn: [...node.dependsOn, ...(tls ? [tls.resource] : [])] };
       const files = [
         stageFile(`${n}-schema`, node.connection, { name: "mailinfra.schema", content: schema }, o),
         stageFile(`${n}-slapd-conf`, node.connection, { name: "slapd.conf", content: slapdConf }, o),
         stageFile(`${n}-slapd-default`, node.connection, { name: "slapd.default", content: defaults }, o),
       ];
-      const create = extra === undefined ? CONFIGURE_SCRIPT : `${CONFIGURE_SCRIPT}\n${extra}`;
+      if (caCertificate !== undefined)
+        files.push(
+          stageFile(`${n}-ldap-ca`, node.connection, { name: "ldap-ca.pem", content: caCertificate }, o),
+        );
+      const base = configureScript(caCertificate !== undefined);
+      const create = extra === undefined ? base : `${base}\n${extra}`;
       return {
         files,
         step: (deps: pulumi.Resource[]) =>
@@ -228,7 +341,7 @@ export class LdapDirectory extends pulumi.ComponentResource {
                 "systemctl disable -q --now slapd 2>/dev/null || systemctl stop slapd || true",
                 `rm -f ${DEBIAN_SLAPD.confPath} ${DEBIAN_SLAPD.schemaDir}/mailinfra.schema`,
               ),
-              triggers: [...files.map((f) => f.triggers), sha256(create)],
+              triggers: [...files.map((f) => f.triggers), sha256(create), ...(tls ? [tls.fingerprint] : [])],
             },
             { parent: this, dependsOn: [...files, ...deps] },
           ),
@@ -289,11 +402,17 @@ export class LdapDirectory extends pulumi.ComponentResource {
     // Replicas: after the provider holds the replication account.
     const providerUri = uri(args.provider);
     this.replicasConfigured = args.replicas.map((node, i) => {
-      const conf = pulumi
-        .output(args.replicationPassword)
-        .apply((pw) =>
-          renderSlapdConf({ ...common, role: "replica", rid: i + 1, providerUri, replicationPassword: pw }),
-        );
+      const conf = pulumi.output(args.replicationPassword).apply((pw) =>
+        renderSlapdConf({
+          ...common,
+          role: "replica",
+          rid: i + 1,
+          providerUri,
+          replicationPassword: pw,
+          // syncrepl: StartTLS required, the provider's certificate checked against the CA.
+          startTls: t !== undefined,
+        }),
+      );
       return configure(node, pulumi.secret(conf), replicaSyncScript(args.suffix)).step([this.baseEntries]);
     });
     this.ready = [this.providerConfigured, this.baseEntries, ...this.replicasConfigured];

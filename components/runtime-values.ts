@@ -67,6 +67,8 @@ export const UV_THREADPOOL_SIZE: Partial<Record<RuntimeService, number>> = {
 
 export const RUNTIME_CONFIG_PATH = "/etc/mailinfra/runtime.yaml";
 export const LDAP_BIND_PASSWORD_FILE = "/etc/mailinfra/secrets/ldap-bind";
+/** The CA the services check the LDAP servers' certificates against (ldap.tls.ca). */
+export const LDAP_CA_FILE_RUNTIME = "/etc/mailinfra/ldap-ca.pem";
 export const STATS_DATABASE_URL_FILE = "/etc/mailinfra/secrets/stats-database-url";
 export const MAPS_DIR = "/etc/mailinfra/maps";
 export const QUEUE_DIR = "/var/spool/mailinfra/queue";
@@ -172,6 +174,26 @@ export function storePairTlsNames(cfg: StackConfig): { dns: string[]; ips: strin
   return { dns: [...new Set(dns)], ips: [...new Set(ips)] };
 }
 
+/**
+ * The LDAP hosts' one self-signed certificate: every LDAP host's names and
+ * addresses (the services reach them by address: ldap://<address>/).
+ */
+export function ldapTlsNames(cfg: StackConfig): { dns: string[]; ips: string[] } {
+  const hosts = [cfg.ldapProvider, ...cfg.ldapReplicas];
+  return {
+    dns: [...new Set(hosts.flatMap((h) => [fqdnOf(cfg, h), h.name]))],
+    ips: [...new Set(hosts.map((h) => h.address))],
+  };
+}
+
+/**
+ * Whether the services get a CA file for LDAP: the self-signed LDAP certificate,
+ * or tlsCaCertificate with a given pair. A given pair without it: the system's CAs.
+ */
+export function ldapCaInstalled(cfg: StackConfig): boolean {
+  return cfg.ldap.tls && (cfg.secrets.tls === undefined || cfg.secrets.tlsCa !== undefined);
+}
+
 /** Networks the relays trust on port 25: smtp.trustedNetworks, else every host's address. */
 export function trustedNetworks(cfg: StackConfig): string[] {
   return cfg.smtp.trustedNetworks ?? ["127.0.0.0/8", ...cfg.hosts.map((h) => `${h.address}/32`)];
@@ -212,6 +234,10 @@ export function runtimeYamlParams(
       baseDn: cfg.ldap.baseDn,
       bindDn,
       bindPasswordFile: LDAP_BIND_PASSWORD_FILE,
+      // StartTLS to every LDAP server, its certificate checked (RFC 4513 §3).
+      ...(cfg.ldap.tls
+        ? { tls: ldapCaInstalled(cfg) ? { ca: LDAP_CA_FILE_RUNTIME, startTls: true } : { startTls: true } }
+        : {}),
     },
   };
   if (has("lmtp") || has("imap") || has("pop3") || has("managesieve"))

@@ -13,6 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
+import { LDAP_CA_FILE } from "../../components/ldap.js";
+import { LDAP_CA_FILE_RUNTIME } from "../../components/runtime-values.js";
 import { TLS_CERT, TLS_KEY } from "../../components/tls.js";
 import type { ApplyReport } from "../../lab/apply/applier.js";
 import { REPORT_FILE } from "../../lab/apply/cli.js";
@@ -405,7 +407,8 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     await sh("ldap1", "umask 077; cat > /run/lab-probe.pw", pw);
     await sh(
       "ldap1",
-      `ldapadd -x -H ldap://${addr("ldap1")} -D '${rootDn}' -y /run/lab-probe.pw; rc=$?; rm -f /run/lab-probe.pw; exit $rc`,
+      // StartTLS (-ZZ) against the LDAP hosts' CA: slapd refuses a simple bind in clear.
+      `LDAPTLS_CACERT=${LDAP_CA_FILE} ldapadd -ZZ -x -H ldap://${addr("ldap1")} -D '${rootDn}' -y /run/lab-probe.pw; rc=$?; rm -f /run/lab-probe.pw; exit $rc`,
       ldif,
     );
     const t0 = Date.now();
@@ -416,6 +419,31 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
       15_000,
     );
     console.log(`LDAP replication: ${Date.now() - t0} ms`);
+  });
+
+  it("LDAP over TLS: ldapwhoami -ZZ from a mail host with its CA works; a simple bind without TLS is refused", async () => {
+    // mx1's own service account and bind password file, the CA the deployer installed there.
+    const yaml = parse(await sh("mx1", "cat /etc/mailinfra/runtime.yaml")) as {
+      ldap: { bindDn: string; bindPasswordFile: string; tls?: { ca?: string; startTls: boolean } };
+    };
+    expect(yaml.ldap.tls).toEqual({ ca: LDAP_CA_FILE_RUNTIME, startTls: true });
+    const whoami = (flags: string, host: HostName) =>
+      `LDAPTLS_CACERT=${LDAP_CA_FILE_RUNTIME} ldapwhoami ${flags} -x -H ldap://${addr(host)}/ -D '${yaml.ldap.bindDn}' -y ${yaml.ldap.bindPasswordFile} 2>&1`;
+    for (const h of ["ldap1", "ldap2"] as const)
+      expect(await sh("mx1", whoami("-ZZ", h)), h).toBe(`dn:${yaml.ldap.bindDn}`);
+    // The same bind in clear: slapd answers 13 (confidentialityRequired), on the provider and the replica.
+    for (const h of ["ldap1", "ldap2"] as const) {
+      const r = await sh("mx1", `${whoami("", h)}; echo "exit $?"`);
+      expect(r, h).toMatch(/Confidentiality required \(13\)/);
+      expect(r, h).toMatch(/exit 13$/);
+    }
+    // A CA that did not sign the server's certificate: StartTLS fails, nothing is sent in clear.
+    const wrong = await sh(
+      "mx1",
+      `LDAPTLS_CACERT=${TLS_CERT} ldapwhoami -ZZ -x -H ldap://${addr("ldap1")}/ -D '${yaml.ldap.bindDn}' -y ${yaml.ldap.bindPasswordFile} 2>&1; echo "exit $?"`,
+    );
+    expect(wrong).not.toMatch(/exit 0$/);
+    expect(wrong).toMatch(/TLS|certificate/i);
   });
 
   it("each host's runtime services are running and healthy for its roles", async () => {
@@ -542,7 +570,7 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
     expect(await vipCertificate()).toBe(a!.split("\n")[0]);
   });
 
-  it("a certificate and key given as stack secrets are served on the VIP, the relays and the MX; only TLS services restart", async () => {
+  it("a certificate and key given as stack secrets are served on the VIP, the relays, the MX and slapd; TLS services, and for the new LDAP CA LMTP and slapd, restart", async () => {
     const z = "lab.example";
     const { active, passive } = await activeStore();
     const dir = mkdtempSync(join(tmpdir(), "mailinfra-lab-tls-"));
@@ -579,9 +607,15 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
       expect(await vipCertificate()).not.toBe(given);
       // The two secrets reach the applier in a 0600 file: only its path is on a command line.
       const secretsFile = join(dir, "secrets.json");
-      writeFileSync(secretsFile, JSON.stringify({ tlsCertificate: certificate, tlsPrivateKey: privateKey }), {
-        mode: 0o600,
-      });
+      // With the test CA: the services and the replica verify slapd (which now serves the given pair) against it.
+      const tlsCaCertificate = readFileSync(ca, "utf8");
+      writeFileSync(
+        secretsFile,
+        JSON.stringify({ tlsCertificate: certificate, tlsPrivateKey: privateKey, tlsCaCertificate }),
+        {
+          mode: 0o600,
+        },
+      );
       const before = Object.fromEntries(
         await Promise.all(HOST_NAMES.map(async (h) => [h, await unitStarts(h)])),
       );
@@ -598,7 +632,9 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
         expect(r.out).not.toContain(line);
       expect(readFileSync(REPORT_FILE, "utf8")).not.toContain(privateKey.split("\n")[1]!);
 
-      // Only the services that serve TLS restarted, where they run (not LMTP, not the passive store's).
+      // The services that serve TLS restarted, where they run (not the passive store's); the LDAP CA
+      // every service checks slapd against changed too, so LMTP restarts with them, and slapd
+      // restarts with its new certificate.
       const services = lastReport().outputs?.services as Record<string, { runs: string[] }>;
       const after = Object.fromEntries(
         await Promise.all(HOST_NAMES.map(async (h) => [h, await unitStarts(h)])),
@@ -611,10 +647,16 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
       const expected = HOST_NAMES.flatMap((h) =>
         h === passive
           ? []
-          : (services[h]?.runs ?? [])
-              .filter((s) => TLS_SERVICES.includes(s))
-              .map((s) => `${h} mailinfra-${s}.service`),
+          : [
+              ...(services[h]?.runs ?? []).map((s) => `${h} mailinfra-${s}.service`),
+              ...(h.startsWith("ldap") ? [`${h} slapd`] : []),
+            ],
       );
+      expect(
+        expected.filter(
+          (x) => x.includes("mailinfra-") && !TLS_SERVICES.some((s) => x.endsWith(`-${s}.service`)),
+        ),
+      ).toEqual([`${active} mailinfra-lmtp.service`]);
       expect(restarted.sort()).toEqual(expected.sort());
       expect(restarted).toEqual(
         expect.arrayContaining(["mx1 mailinfra-smtp.service", `${active} mailinfra-imap.service`]),
@@ -660,6 +702,8 @@ describe.skipIf(!existsSync(PROGRAM)).sequential("the lab stack deployed by inde
         verifiedCertificate(ca, `${addr("relay2")}:587 -starttls smtp`, `relay2.${z}`),
         verifiedCertificate(ca, `${addr("mx1")}:25 -starttls smtp`, `mx1.${z}`),
         verifiedCertificate(ca, `${addr("mx2")}:25 -starttls smtp`, `mx2.${z}`),
+        verifiedCertificate(ca, `${addr("ldap1")}:389 -starttls ldap`, `ldap1.${z}`),
+        verifiedCertificate(ca, `${addr("ldap2")}:389 -starttls ldap`, `ldap2.${z}`),
       ]);
       expect(served).toEqual(Array(served.length).fill(given));
       expect(wrong.code).not.toBe(0);

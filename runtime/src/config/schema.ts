@@ -55,22 +55,42 @@ const TlsSection = z
   .optional();
 
 /** Section `ldap` (directory/). */
-const LdapSection = z.object({
-  /** Tried in this order; the first that answers wins. */
-  uris: z.array(z.string().regex(/^ldaps?:\/\//, "expected an ldap:// or ldaps:// URI")).min(1),
-  baseDn: z.string().min(1),
-  /** The service's read-only DN. */
-  bindDn: z.string().min(1),
-  /** File holding the bind password (mode 0600). */
-  bindPasswordFile: z.string().min(1),
-  timeoutMs: z.number().int().positive().default(3000),
-  /** Lookups (never passwords) are cached this long. 0 disables the cache. */
-  cacheTtlSeconds: z.number().int().nonnegative().default(60),
-  /** LDAP attribute holding an account's quota in bytes; absent → store.defaultQuotaBytes. */
-  quotaAttribute: z.string().default("mailQuotaBytes"),
-  /** PEM CA bundle for ldaps:// servers; absent → the system's CAs. */
-  caFile: z.string().min(1).optional(),
-});
+const LdapSection = z
+  .object({
+    /** Tried in this order; the first that answers wins. */
+    uris: z.array(z.string().regex(/^ldaps?:\/\//, "expected an ldap:// or ldaps:// URI")).min(1),
+    baseDn: z.string().min(1),
+    /** The service's read-only DN. */
+    bindDn: z.string().min(1),
+    /** File holding the bind password (mode 0600). */
+    bindPasswordFile: z.string().min(1),
+    timeoutMs: z.number().int().positive().default(3000),
+    /** Lookups (never passwords) are cached this long. 0 disables the cache. */
+    cacheTtlSeconds: z.number().int().nonnegative().default(60),
+    /** LDAP attribute holding an account's quota in bytes; absent → store.defaultQuotaBytes. */
+    quotaAttribute: z.string().default("mailQuotaBytes"),
+    /** PEM CA bundle for ldaps:// servers; absent → the system's CAs. Kept for older files: prefer `tls.ca`. */
+    caFile: z.string().min(1).optional(),
+    /**
+     * TLS to every server (RFC 4513 §3): ldap:// URIs are upgraded with StartTLS
+     * before anything else is sent, ldaps:// URIs speak TLS from the start. The
+     * server's certificate must chain to `ca` (absent → the system's CAs) and name
+     * the host of the URI. A server that fails this is an error naming it, never
+     * a plaintext retry. Absent → plaintext ldap:// (tests, loopback only).
+     */
+    tls: z
+      .object({
+        /** PEM CA bundle the servers' certificates must chain to (the deployer installs it). */
+        ca: z.string().min(1).optional(),
+        /** StartTLS on ldap:// URIs (default true). false only makes sense with ldaps:// URIs. */
+        startTls: z.boolean().default(true),
+      })
+      .optional(),
+  })
+  .refine((l) => l.tls === undefined || l.tls.startTls || l.uris.every((u) => u.startsWith("ldaps://")), {
+    message: "tls.startTls is false but an ldap:// URI is listed: its binds would cross in clear",
+    path: ["tls", "startTls"],
+  });
 export type LdapConfig = z.infer<typeof LdapSection>;
 
 /** Section `store` (store/): Maildir++ on the SAN mount. */

@@ -7,8 +7,15 @@
  * server; authentication binds as the user's DN on a connection of its own.
  * When no server answers, DirectoryUnavailableError: callers answer 4xx
  * (451 4.4.3, NO [UNAVAILABLE]), never "unknown user".
+ *
+ * With `ldap.tls`, every connection is TLS before the first bind (RFC 4513 §3:
+ * StartTLS on ldap://, or ldaps://), the server's certificate checked against
+ * `tls.ca` and the URI's host name (RFC 4513 §3.1.3). A failed check is an
+ * LdapTlsError naming the server; nothing is ever retried in clear.
  */
 import { readFileSync } from "node:fs";
+import { isIP, Socket, connect as tcpConnect } from "node:net";
+import type { ConnectionOptions } from "node:tls";
 import { Client, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError } from "ldapts";
 import type { Logger } from "pino";
 import type { Counter, Registry } from "prom-client";
@@ -49,20 +56,115 @@ export interface LdapDirectoryOptions {
   holdDownMs?: number;
 }
 
+/** Node's codes for a certificate that does not verify (tls.TLSSocket#authorizationError, checkServerIdentity). */
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ISSUER|EXPIRED|NOT_YET_VALID/;
+
+/** The server's certificate (or the TLS handshake) failed: the message names the server and the CA used. */
+export class LdapTlsError extends Error {
+  constructor(
+    readonly server: string,
+    caFile: string | undefined,
+    cause: unknown,
+  ) {
+    const code = (cause as { code?: unknown })?.code;
+    const what =
+      typeof code === "string" && CERTIFICATE_ERROR.test(code)
+        ? `certificate not verified against ${caFile ?? "the system's CAs"}`
+        : cause instanceof ResultCodeError
+          ? "StartTLS refused"
+          : "TLS handshake failed";
+    super(
+      `LDAP server ${server}: ${what}: ${errorText(cause)}${typeof code === "string" ? ` (${code})` : ""}`,
+      {
+        cause,
+      },
+    );
+    this.name = "LdapTlsError";
+  }
+}
+
+interface ServerTls {
+  startTls: boolean;
+  ca: Buffer | undefined;
+  caFile: string | undefined;
+}
+
 /** Bound service connection to one server, re-established after any error. */
 class LdapServer {
   downUntil = 0;
   #bound: Promise<Client> | undefined;
+  readonly #host: string;
 
   constructor(
     readonly uri: string,
     private readonly clientOptions: () => ConstructorParameters<typeof Client>[0],
     private readonly bindDn: string,
     private readonly bindPassword: string,
-  ) {}
+    private readonly tls: ServerTls | undefined,
+  ) {
+    this.#host = new URL(uri).hostname.replace(/^\[|\]$/g, "");
+  }
 
-  newClient(): Client {
-    return new Client(this.clientOptions());
+  /**
+   * A connected client, TLS already up when `ldap.tls` is set. A StartTLS
+   * client may open ONE socket: ldapts reconnects a dropped connection by
+   * itself, and that new socket would carry the next request in clear, so it is
+   * refused instead (the caller opens a new client, StartTLS first).
+   */
+  async newClient(): Promise<Client> {
+    const options = this.clientOptions();
+    const upgrade = this.tls?.startTls === true && this.uri.startsWith("ldap://");
+    let opened = false;
+    const client = new Client(
+      upgrade
+        ? {
+            ...options,
+            // ldapts calls it as net.connect(port, host).
+            createConnection: ((port: number, host: string) => {
+              if (!opened) {
+                opened = true;
+                return tcpConnect(port, host);
+              }
+              // Destroyed now (not "open" to ldapts), the error reaches its listener on the next tick.
+              const refused = new Socket();
+              refused.destroy(new Error(`${this.uri}: connection lost; not reconnecting without StartTLS`));
+              return refused;
+            }) as typeof tcpConnect,
+          }
+        : options,
+    );
+    if (upgrade)
+      try {
+        await client.startTLS(this.#tlsOptions());
+        // ldapts (8.2) watches only the pre-StartTLS socket for "close": without this a
+        // connection the server closed would still count as connected (isConnected), and
+        // requests on it would wait for the timeout instead of failing over at once.
+        const internal = client as unknown as {
+          socket?: NodeJS.EventEmitter;
+          _destroySocket?: (socket: unknown) => void;
+        };
+        const secure = internal.socket;
+        secure?.once("close", () => internal._destroySocket?.(secure));
+      } catch (err) {
+        await client.unbind().catch(() => {});
+        throw new LdapTlsError(this.uri, this.tls?.caFile, err);
+      }
+    return client;
+  }
+
+  #tlsOptions(): ConnectionOptions {
+    return {
+      // The name checked against the certificate (RFC 4513 §3.1.3); SNI only for DNS names (RFC 6066 §3).
+      host: this.#host,
+      ...(isIP(this.#host) === 0 ? { servername: this.#host } : {}),
+      ...(this.tls?.ca ? { ca: this.tls.ca } : {}),
+      rejectUnauthorized: true,
+    };
+  }
+
+  /** For ldaps:// URIs: the options ldapts passes to tls.connect. */
+  secureOptions(): ConnectionOptions | undefined {
+    return this.tls ? this.#tlsOptions() : undefined;
   }
 
   /** The shared service connection, bound; concurrent callers share one connect+bind. */
@@ -75,15 +177,18 @@ class LdapServer {
       if (this.#bound !== current) return this.service();
       this.reset();
     }
-    const client = this.newClient();
-    const bound = client.bind(this.bindDn, this.bindPassword).then(
-      () => client,
-      (err: unknown) => {
-        if (this.#bound === bound) this.#bound = undefined;
+    const bound = this.newClient().then(async (client) => {
+      try {
+        await client.bind(this.bindDn, this.bindPassword);
+        return client;
+      } catch (err) {
         void client.unbind().catch(() => {});
         throw err;
-      },
-    );
+      }
+    });
+    bound.catch(() => {
+      if (this.#bound === bound) this.#bound = undefined;
+    });
     this.#bound = bound;
     return bound;
   }
@@ -129,6 +234,7 @@ export class LdapDirectory implements Directory {
   readonly #inflight = new Map<string, Promise<Account | null>>();
   readonly #logger: Logger | undefined;
   readonly #holdDownMs: number;
+  readonly #tlsCaFile: string | undefined;
   readonly #requests: Counter<"op" | "result"> | undefined;
   readonly #serverFailures: Counter<"server"> | undefined;
   #closed = false;
@@ -142,24 +248,33 @@ export class LdapDirectory implements Directory {
       ...(options.now ? { now: options.now } : {}),
     });
     const bindPassword = readFileSync(config.bindPasswordFile, "utf8").replace(/\r?\n$/, "");
-    const ca = config.caFile ? readFileSync(config.caFile) : undefined;
-    this.#servers = config.uris.map(
-      (uri) =>
-        new LdapServer(
-          uri,
-          () => ({
+    const caFile = config.tls?.ca ?? config.caFile;
+    const ca = caFile ? readFileSync(caFile) : undefined;
+    const tls: ServerTls | undefined = config.tls ? { startTls: config.tls.startTls, ca, caFile } : undefined;
+    this.#tlsCaFile = caFile;
+    this.#servers = config.uris.map((uri) => {
+      const server: LdapServer = new LdapServer(
+        uri,
+        () => {
+          const secure = server.secureOptions();
+          return {
             url: uri,
             connectTimeout: config.timeoutMs,
             timeout: config.timeoutMs,
             // After a transparent reconnect, replay the service bind: an anonymous
             // connection would see no entries and turn every lookup into "unknown user".
+            // (ldapts never replays a bind made after StartTLS; newClient refuses the reconnect.)
             autoRebind: true,
-            ...(ca ? { tlsOptions: { ca } } : {}),
-          }),
-          config.bindDn,
-          bindPassword,
-        ),
-    );
+            // Only for ldaps://: ldapts given tlsOptions on an ldap:// URI breaks a later StartTLS.
+            ...(uri.startsWith("ldaps://") ? { tlsOptions: secure ?? (ca ? { ca } : {}) } : {}),
+          };
+        },
+        config.bindDn,
+        bindPassword,
+        tls,
+      );
+      return server;
+    });
     if (options.metrics) {
       const registry = options.metrics;
       // A second directory on one registry (tests, tools) shares the counters.
@@ -208,7 +323,7 @@ export class LdapDirectory implements Directory {
       return null;
     }
     const ok = await this.#onServers("auth", async (server) => {
-      const client = server.newClient();
+      const client = await server.newClient();
       try {
         await client.bind(account.dn, password);
         return true;
@@ -328,9 +443,20 @@ export class LdapDirectory implements Directory {
         const result = await fn(server);
         server.downUntil = 0;
         return result;
-      } catch (err) {
+      } catch (caught) {
+        // ldaps:// fails in ldapts' own connect: name the server and the CA there too.
+        const code = (caught as { code?: unknown })?.code;
+        const err =
+          !(caught instanceof LdapTlsError) &&
+          server.uri.startsWith("ldaps://") &&
+          typeof code === "string" &&
+          CERTIFICATE_ERROR.test(code)
+            ? new LdapTlsError(server.uri, this.#tlsCaFile, caught)
+            : caught;
         lastError = err;
-        failures.push(`${server.uri}: ${errorText(err)}`);
+        if (err instanceof LdapTlsError)
+          this.#logger?.error({ server: server.uri, op, err: err.message }, err.message);
+        failures.push(err instanceof LdapTlsError ? err.message : `${server.uri}: ${errorText(err)}`);
         server.reset();
         server.downUntil = Date.now() + this.#holdDownMs;
         this.#serverFailures?.inc({ server: server.uri });

@@ -74,7 +74,8 @@ export function fsyncDir(dir: string): Promise<void> {
  * synchronous calls (page cache and in-memory metadata: microseconds), so
  * only the two syncs that wait for the disk go to the thread pool. Each
  * thread-pool round trip costs an event-loop turn, milliseconds on a loaded
- * host: five of them per message were most of the MX's time to 250.
+ * host: of five per message (16 ms from DATA's end to 250 under bench/smtp.ts
+ * load), the three that do not wait for the disk took half.
  * Larger messages are written asynchronously (the loop is never blocked long).
  */
 export const SYNC_WRITE_MAX_BYTES = 256 * 1024;

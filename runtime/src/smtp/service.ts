@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
 import type { RuntimeConfig } from "../config/schema.js";
 import type { Directory } from "../directory/types.js";
-import { createFilterPipeline } from "../filter/index.js";
+import { createFilterPipeline, loadMaps } from "../filter/index.js";
 import type { FilterPipeline } from "../filter/types.js";
 import { openQueue, type Queue } from "../queue/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
@@ -67,6 +67,8 @@ export async function openSmtpQueue(
 ): Promise<{ queue: Queue; metrics: SmtpMetrics }> {
   const { smtp, queue: queueConfig, directory } = smtpSections(ctx);
   const { config, logger } = ctx;
+  // The cluster's acceptors build the pipeline; a bad map (file:line) stops the primary here first.
+  if (!given) loadMaps(config.filter);
   let queue: Queue | undefined = given;
   const metrics = createSmtpMetrics(ctx.metrics, () => queue?.size() ?? 0);
   if (!queue) {

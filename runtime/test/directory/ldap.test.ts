@@ -1,6 +1,9 @@
 // LdapDirectory against real slapd instances (test/support/slapd.ts).
+import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDirectory, type Directory, DirectoryUnavailableError } from "../../src/directory/index.js";
@@ -14,6 +17,26 @@ async function closedPortUri(): Promise<string> {
   const port = typeof address === "object" && address ? address.port : 0;
   await new Promise<void>((r) => server.close(() => r()));
   return `ldap://127.0.0.1:${port}`;
+}
+
+/** A client nobody here wrote (ldap-utils), its exit code and output. */
+function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    p.once("error", reject);
+    p.once("exit", (code) => resolve({ code: code ?? -1, out }));
+  });
 }
 
 const started: Slapd[] = [];
@@ -284,6 +307,89 @@ describe("ldaps://", () => {
     await expect(untrusted.findByLogin("alice")).rejects.toThrow(/self[- ]signed certificate/);
     const fallback = directory(tls.ldapConfig({ uris: [tls.ldapsUri!, tls.uri] }));
     expect((await fallback.findByLogin("alice"))?.uid).toBe("alice");
+  });
+});
+
+describe("TLS required (ldap.tls: StartTLS on ldap://, ldaps://, checked against the CA)", () => {
+  let ldap: Slapd;
+  let other: Slapd;
+  beforeAll(async () => {
+    [ldap, other] = await Promise.all([
+      slapd({ tls: { requireTls: true } }),
+      slapd({ tls: { requireTls: true }, accounts: [] }),
+    ]);
+  });
+
+  it("looks up and authenticates over StartTLS on ldap:// and over ldaps://", async () => {
+    const startTls = directory(ldap.ldapConfig({ tls: { ca: ldap.caFile!, startTls: true } }));
+    expect((await startTls.findByAddress("alice@example.org"))?.uid).toBe("alice");
+    expect((await startTls.authenticate("alice", "alice-secret-1"))?.uid).toBe("alice");
+    expect(await startTls.authenticate("alice", "wrong")).toBeNull();
+    const ldaps = directory(
+      ldap.ldapConfig({ uris: [ldap.ldapsUri!], tls: { ca: ldap.caFile!, startTls: true } }),
+    );
+    expect((await ldaps.authenticate("bob", "bob-secret-2"))?.uid).toBe("bob");
+  });
+
+  it("a CA that did not sign the server's certificate: a clear error naming the server, no plaintext retry", async () => {
+    const before = await ldap.totalConnections();
+    const wrong = directory(
+      ldap.ldapConfig({ tls: { ca: other.caFile!, startTls: true }, cacheTtlSeconds: 0 }),
+    );
+    const err = await wrong.findByLogin("alice").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DirectoryUnavailableError);
+    const message = (err as Error).message;
+    expect(message).toContain(`LDAP server ${ldap.uri}: certificate not verified against ${other.caFile}`);
+    // slapd sends its CA with its certificate: a chain ending in a CA nobody trusts here.
+    expect(message).toMatch(/SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY/);
+    // One connection (the refused StartTLS) and the monitor query: nothing went again in clear.
+    expect(await ldap.totalConnections()).toBe(before + 2);
+    const ldaps = directory(
+      ldap.ldapConfig({ uris: [ldap.ldapsUri!], tls: { ca: other.caFile!, startTls: true } }),
+    );
+    await expect(ldaps.authenticate("alice", "alice-secret-1")).rejects.toThrow(
+      `LDAP server ${ldap.ldapsUri}: certificate not verified against ${other.caFile}`,
+    );
+  });
+
+  it("slapd refuses a simple bind without TLS (confidentialityRequired), for ldapwhoami and for the runtime", async () => {
+    // ldapwhoami -y sends the file's bytes as they are: the right password, without a newline.
+    const pwFile = join(ldap.dir, "whoami.pw");
+    await writeFile(pwFile, ldap.bindPassword, { mode: 0o600 });
+    const whoami = (...flags: string[]) =>
+      run("ldapwhoami", [...flags, "-x", "-H", ldap.uri, "-D", ldap.bindDn, "-y", pwFile], {
+        LDAPTLS_CACERT: ldap.caFile!,
+      });
+    const plain = await whoami();
+    expect(plain.out).toMatch(/Confidentiality required \(13\)/i);
+    expect(plain.code).toBe(13);
+    const tls = await whoami("-ZZ");
+    expect(tls.out.trim()).toBe(`dn:${ldap.bindDn}`);
+    expect(tls.code).toBe(0);
+    const { tls: _, ...noTlsConfig } = ldap.ldapConfig();
+    const noTls = directory(noTlsConfig);
+    await expect(noTls.findByLogin("alice")).rejects.toThrow(/[Cc]onfidentiality/);
+  });
+
+  it("after the server restarts, the new connection does StartTLS again (lookups still see the entries)", async () => {
+    const dir = directory(ldap.ldapConfig({ tls: { ca: ldap.caFile!, startTls: true } }), { holdDownMs: 0 });
+    expect((await dir.findByLogin("carol"))?.uid).toBe("carol");
+    await ldap.halt();
+    await ldap.resume();
+    expect((await dir.findByLogin("carol"))?.uid).toBe("carol");
+    expect((await dir.authenticate("carol", "carol-secret-3"))?.uid).toBe("carol");
+  });
+
+  it("a replica pulls from the provider with syncrepl over StartTLS (starttls=critical, the CA checked)", async () => {
+    const replica = await slapd({ replicaOf: ldap, tls: { requireTls: true } });
+    await replica.waitForEntry(ldap.accountDn("alice"));
+    await ldap.addAccount({ uid: "erin", mail: "erin@example.org", password: "erin-secret-5" });
+    await replica.waitForEntry(ldap.accountDn("erin"));
+    const dir = directory(replica.ldapConfig());
+    expect((await dir.authenticate("erin", "erin-secret-5"))?.uid).toBe("erin");
   });
 });
 

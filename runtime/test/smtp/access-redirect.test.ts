@@ -7,7 +7,10 @@
  */
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import pino from "pino";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openSmtpQueue } from "../../src/smtp/service.js";
 import type { Sink } from "./harness.js";
 import { makeConfig, type Running, startService, startWorld, swaks, type World } from "./harness.js";
 
@@ -142,5 +145,13 @@ describe("a malformed address in an access map", () => {
     await expect(startService(world, config)).rejects.toThrow(
       `${bad}:2: REDIRECT needs user@domain (access(5)), got "quarantine"`,
     );
+    // The cluster primary opens the queue without a pipeline (its acceptors build one): it checks the maps too.
+    const ctx = {
+      config,
+      logger: pino({ level: "silent" }),
+      metrics: new Registry(),
+      directory: world.directory,
+    };
+    await expect(openSmtpQueue(ctx)).rejects.toThrow(`${bad}:2: REDIRECT needs user@domain`);
   });
 });

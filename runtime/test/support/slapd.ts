@@ -15,13 +15,21 @@
  * timeout path). `startSlapd({ replicaOf: provider })` starts a syncrepl
  * consumer of another instance, like ldap2 in production.
  *
+ * TLS: `tls: true` adds an ldaps:// listener with a self-signed certificate.
+ * `tls: { requireTls: true }` is production's setup: a test CA (openssl) signs
+ * the server's certificate (`caFile` is the CA), StartTLS on the ldap:// port
+ * and ldaps:// beside it, and `security simple_bind=64` so slapd refuses a
+ * simple bind without TLS (confidentialityRequired). The helper's own admin
+ * connections then use StartTLS, and a replica of such a server runs syncrepl
+ * with `starttls=critical` against the same CA.
+ *
  * Every process is ended by its PID; a watchdog stops slapd if the test
  * process dies before its afterAll.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -90,17 +98,28 @@ export interface StartSlapdOptions {
   baseDn?: string;
   /** Start as a syncrepl consumer of this instance (same base DN, same service DN). */
   replicaOf?: Slapd;
-  /** Also listen on ldaps:// with a fresh self-signed certificate for 127.0.0.1 (see `ldapsUri`, `caFile`). */
-  tls?: boolean;
+  /**
+   * true: also listen on ldaps:// with a fresh self-signed certificate for 127.0.0.1 (see `ldapsUri`, `caFile`).
+   * An object: a certificate from a fresh test CA (`caFile`), ldaps:// too, and with
+   * `requireTls` a simple bind without TLS is refused.
+   */
+  tls?: boolean | SlapdTlsOptions;
+}
+
+export interface SlapdTlsOptions {
+  /** `security simple_bind=64`: simple binds only over TLS (slapd answers 13, confidentialityRequired). */
+  requireTls?: boolean;
 }
 
 export interface Slapd {
   readonly uri: string;
   readonly host: string;
   readonly port: number;
-  /** With `tls: true`: ldaps://127.0.0.1:port, and the PEM certificate to trust for it. */
+  /** With `tls`: ldaps://127.0.0.1:port, and the PEM certificate to trust for it (the test CA for an object). */
   readonly ldapsUri: string | undefined;
   readonly caFile: string | undefined;
+  /** Simple binds need TLS here (`tls.requireTls`). */
+  readonly requireTls: boolean;
   readonly baseDn: string;
   /** The service's read-only DN, as in runtime.yaml `ldap.bindDn`. */
   readonly bindDn: string;
@@ -145,6 +164,48 @@ export interface LdapConfigShape {
   cacheTtlSeconds: number;
   quotaAttribute: string;
   caFile?: string;
+  tls?: { ca?: string; startTls: boolean };
+}
+
+/** Runs openssl with these arguments; rejects with its stderr. */
+function openssl(args: string[]): Promise<void> {
+  return new Promise<void>((res, reject) => {
+    const p = spawn("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    p.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    p.once("error", reject);
+    p.once("exit", (code) => (code === 0 ? res() : reject(new Error(`openssl ${args[0]} failed: ${err}`))));
+  });
+}
+
+/**
+ * A test CA (ca.pem) and a certificate it signs for 127.0.0.1 and localhost
+ * (cert.pem, key.pem 0600), in `dir`. Made fresh per server: no CA is shared.
+ */
+export async function makeCaSignedCertificate(
+  dir: string,
+): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const f = (n: string) => join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl([
+    ...["req", "-x509", ...ec, "-days", "2", "-subj", "/CN=mailinfra test LDAP CA"],
+    ...["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+    ...["-keyout", f("ca.key"), "-out", f("ca.pem")],
+  ]);
+  await writeFile(
+    f("ext.cnf"),
+    "basicConstraints = critical, CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n",
+  );
+  await openssl(["req", ...ec, "-subj", "/CN=127.0.0.1", "-keyout", f("key.pem"), "-out", f("req.csr")]);
+  await openssl([
+    ...["x509", "-req", "-days", "2", "-in", f("req.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key")],
+    ...["-CAcreateserial", "-extfile", f("ext.cnf"), "-out", f("cert.pem")],
+  ]);
+  await chmod(f("key.pem"), 0o600);
+  await rm(f("ca.key"));
+  return { caFile: f("ca.pem"), certFile: f("cert.pem"), keyFile: f("key.pem") };
 }
 
 /** RFC 2307 {SSHA}: base64(SHA1(password ‖ salt) ‖ salt), what slappasswd writes. */
@@ -204,8 +265,9 @@ function renderConfig(o: {
   adminDn: string;
   adminPassword: string;
   bindDn: string;
-  provider?: { uri: string; adminDn: string; adminPassword: string };
-  tls?: { certFile: string; keyFile: string };
+  provider?: { uri: string; adminDn: string; adminPassword: string; caFile: string | undefined };
+  tls?: { certFile: string; keyFile: string; caFile?: string };
+  requireTls?: boolean;
 }): string {
   const schemas = ["core", "cosine", "inetorgperson", "nis", "misc"].map(
     (s) => `include ${SCHEMA_DIR}/${s}.schema`,
@@ -215,12 +277,18 @@ function renderConfig(o: {
         `syncrepl rid=001 provider=${o.provider.uri} type=refreshAndPersist retry="1 +"`,
         `  searchbase="${o.baseDn}" bindmethod=simple binddn="${o.provider.adminDn}"`,
         `  credentials="${o.provider.adminPassword}"`,
+        ...(o.provider.caFile
+          ? [`  starttls=critical tls_reqcert=demand tls_cacert=${o.provider.caFile}`]
+          : []),
       ]
     : [];
   return [
     ...schemas,
     `include ${MAILINFRA_SCHEMA}`,
     ...(o.tls ? [`TLSCertificateFile ${o.tls.certFile}`, `TLSCertificateKeyFile ${o.tls.keyFile}`] : []),
+    ...(o.tls?.caFile ? [`TLSCACertificateFile ${o.tls.caFile}`, "TLSVerifyClient never"] : []),
+    // As in production: a simple bind needs a TLS layer (ssf ≥ 64).
+    ...(o.requireTls ? ["security simple_bind=64"] : []),
     `pidfile ${o.dir}/slapd.pid`,
     `argsfile ${o.dir}/slapd.args`,
     "modulepath /usr/lib/ldap",
@@ -267,7 +335,12 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
   const bindPassword = provider?.bindPassword ?? randomBytes(12).toString("hex");
   const bindPasswordFile = join(dir, "bind-password");
   await writeFile(bindPasswordFile, `${bindPassword}\n`, { mode: 0o600 });
-  const tlsFiles = options.tls ? await makeCertificate(dir, "127.0.0.1") : undefined;
+  const tlsOpts = typeof options.tls === "object" ? options.tls : undefined;
+  const requireTls = tlsOpts?.requireTls === true;
+  let tlsFiles: { certFile: string; keyFile: string; caFile?: string } | undefined;
+  if (tlsOpts) tlsFiles = await makeCaSignedCertificate(dir);
+  else if (options.tls) tlsFiles = await makeCertificate(dir, "127.0.0.1");
+  const caFile: string | undefined = tlsFiles?.caFile ?? tlsFiles?.certFile;
   const confFile = join(dir, "slapd.conf");
   await writeFile(
     confFile,
@@ -277,8 +350,18 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
       adminDn,
       adminPassword,
       bindDn,
-      ...(provider ? { provider: { uri: provider.uri, adminDn, adminPassword } } : {}),
+      ...(provider
+        ? {
+            provider: {
+              uri: provider.uri,
+              adminDn,
+              adminPassword,
+              caFile: provider.requireTls ? provider.caFile : undefined,
+            },
+          }
+        : {}),
       ...(tlsFiles ? { tls: tlsFiles } : {}),
+      requireTls,
     }),
     { mode: 0o600 },
   );
@@ -364,6 +447,7 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
   async function admin<T>(fn: (c: Client) => Promise<T>): Promise<T> {
     const client = new Client({ url: uri, timeout: 5000, connectTimeout: 5000 });
     try {
+      if (requireTls) await client.startTLS({ ca: await readFile(caFile!), host });
       await client.bind(adminDn, adminPassword);
       return await fn(client);
     } finally {
@@ -428,7 +512,8 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
     host,
     port,
     ldapsUri: tlsFiles ? `ldaps://${host}:${tlsPort}` : undefined,
-    caFile: tlsFiles?.certFile,
+    caFile,
+    requireTls,
     baseDn,
     bindDn,
     bindPassword,
@@ -448,6 +533,8 @@ export async function startSlapd(options: StartSlapdOptions = {}): Promise<Slapd
         timeoutMs: 2000,
         cacheTtlSeconds: 0,
         quotaAttribute: "mailQuotaBytes",
+        // A server that refuses binds in clear gets StartTLS against its CA by default.
+        ...(requireTls ? { tls: { ca: caFile!, startTls: true } } : {}),
         ...overrides,
       };
     },
