@@ -13,9 +13,11 @@
  * fire-and-forget; AUTH asks only when a client authenticates.
  *
  * In the primary every connection is counted against smtp.maxConnections
- * (refused: 421 4.7.0 through the filter's rate stage, which takes the
- * anvil's verdict); only connections subject to the client limits (not
- * trusted, not submission: `count`) are counted against filter.rate.
+ * (refused at once: `full`, answered 421 4.3.2 by the acceptor's gate before
+ * the pregreet pause, like smtp-server's own maxClients); only connections
+ * subject to the client limits (not trusted, not submission: `count`) are
+ * counted against filter.rate (refused: 421 4.7.0 through the filter's rate
+ * stage, which takes the anvil's verdict).
  *
  * The primary not answering within ANVIL_TIMEOUT_MS (busy, restarting):
  *   connect rate   fails OPEN to the acceptor's own count (the filter's
@@ -46,6 +48,8 @@ export { ANVIL_TIMEOUT_MS } from "../cluster/anvil.js";
 export interface ConnectVerdict {
   /** Set when the anvil counted the connection (then disconnect() frees it); refused: why, if over a limit. */
   rate?: { refused?: string };
+  /** The host holds smtp.maxConnections already: why (nothing was counted). */
+  full?: string;
   /** The client passed the pregreet test recently: greet it at once. */
   pregreetPassed: boolean;
 }
@@ -115,8 +119,10 @@ export class LocalAnvil implements Anvil {
     const rated = count && this.rate !== undefined;
     if (!rated && this.maxConnections === undefined) return { pregreetPassed };
     if (this.maxConnections !== undefined && this.connections >= this.maxConnections) {
-      const refused = `${this.connections} connections on this host (smtp.maxConnections ${this.maxConnections})`;
-      return { pregreetPassed, rate: { refused } };
+      return {
+        pregreetPassed,
+        full: `${this.connections} connections on this host (smtp.maxConnections ${this.maxConnections})`,
+      };
     }
     if (rated) {
       const r = this.rate!.admitAddress(ip, port).result;

@@ -44,7 +44,7 @@ export class GatedSMTPServer extends SMTPServer {
     socket.on("error", ignoreErrors);
     const max = this.options.maxClients;
     if (max && this.connections.size + this.gated.size >= max) {
-      socket.end("421 4.7.0 Too many connected clients, try again in a moment\r\n");
+      socket.end("421 4.3.2 Too many connected clients, try again in a moment\r\n");
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }

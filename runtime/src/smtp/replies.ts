@@ -23,14 +23,22 @@ const OWN_ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 type SendFn = (code: number, data?: string | string[], context?: unknown) => void;
 interface Patchable {
   send: SendFn;
+  _server: object;
   _useEnhancedStatusCodes(): boolean;
   __mailinfraEnhanced?: boolean;
 }
 
 let installed = false;
+/** The servers whose connections pass their own codes through (the SMTP listeners, not LMTP's). */
+const passthrough = new WeakSet<object>();
 
-/** Idempotent; changes nothing for replies without their own enhanced code. */
-export function installEnhancedCodePassthrough(): void {
+/**
+ * For the connections of `server` only (an LMTP server in the same process
+ * keeps its own handling, lmtp/server.ts); idempotent; changes nothing for
+ * replies without their own enhanced code.
+ */
+export function installEnhancedCodePassthrough(server: object): void {
+  passthrough.add(server);
   if (installed) return;
   installed = true;
   const proto = (SMTPConnection as unknown as { prototype: Patchable }).prototype;
@@ -38,7 +46,7 @@ export function installEnhancedCodePassthrough(): void {
   proto.__mailinfraEnhanced = true;
   const original = proto.send;
   proto.send = function send(this: Patchable, code: number, data?: string | string[], context?: unknown) {
-    if (typeof data === "string" && OWN_ENHANCED.test(data)) {
+    if (typeof data === "string" && OWN_ENHANCED.test(data) && passthrough.has(this._server)) {
       const text = this._useEnhancedStatusCodes() ? data : data.replace(OWN_ENHANCED, "");
       return original.call(this, code, text, false);
     }

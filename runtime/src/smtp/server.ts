@@ -97,7 +97,6 @@ function readData(stream: SMTPServerDataStream, max: number): Promise<Buffer> {
 }
 
 export function createListener(deps: ListenerDeps): SMTPServer {
-  installEnhancedCodePassthrough();
   const { kind, config, hostname, domains, directory, queue, pipeline, logger } = deps;
   const states = new Map<string, ConnState>();
   const mayAuth = kind === "submission";
@@ -155,6 +154,18 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     // The PTR lookup (when configured) runs during the anvil's round trip and the pause.
     const named = clientName(ip);
     const seen = await deps.anvil.connect(ip, port, kind !== "submission" && !trusted);
+    if (seen.full !== undefined) {
+      // smtp.maxConnections for the host (all acceptors): no pause, no checks, like smtp-server's maxClients.
+      // RFC 3463 §3.4: X.3.2 "system not accepting network messages".
+      logger.warn(
+        { proto: "smtp", listener: kind, client: ip, reason: seen.full },
+        "connection refused: host full",
+      );
+      socket.resume();
+      socket.end("421 4.3.2 Too many connected clients, try again in a moment\r\n");
+      setTimeout(() => socket.destroy(), 2000).unref();
+      return false;
+    }
     if (seen.rate) socket.once("close", () => deps.anvil.disconnect(ip, port));
     const pause =
       kind === "submission" || trusted || exempt.contains(ip) || seen.pregreetPassed ? 0 : greeting.pauseMs;
@@ -497,6 +508,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
   );
 
   server.on("error", (err) => logger.error({ err, listener: kind }, "smtp server error"));
+  installEnhancedCodePassthrough(server);
   return server;
 }
 

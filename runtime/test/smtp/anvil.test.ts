@@ -52,9 +52,9 @@ describe("LocalAnvil", () => {
     // trusted and submission clients too (count: false), but not against a rate
     expect(anvil.connectNow("192.0.2.1", 1, false, w1).rate).toEqual({});
     expect(anvil.connectNow("192.0.2.2", 2, true, w2).rate).toEqual({});
-    expect(anvil.connectNow("192.0.2.3", 3, true, w2).rate?.refused).toMatch(
-      /2 connections on this host \(smtp\.maxConnections 2\)/,
-    );
+    const full = anvil.connectNow("192.0.2.3", 3, true, w2);
+    expect(full.full).toMatch(/2 connections on this host \(smtp\.maxConnections 2\)/);
+    expect(full.rate, "not counted").toBeUndefined();
     // a disconnect from another holder, or twice, frees nothing
     anvil.disconnect("192.0.2.1", 1, w2);
     expect(anvil.connectionCount).toBe(2);
@@ -66,7 +66,7 @@ describe("LocalAnvil", () => {
     anvil.releaseHolder(w1);
     expect(anvil.connectionCount).toBe(1);
     expect(anvil.connectNow("192.0.2.4", 4, true, w1).rate).toEqual({});
-    expect(anvil.connectNow("192.0.2.5", 5, true, w1).rate?.refused).toBeDefined();
+    expect(anvil.connectNow("192.0.2.5", 5, true, w1).full).toBeDefined();
   });
 
   it("fails open without a primary: no shared count, the acceptor's own AUTH throttle", async () => {

@@ -98,3 +98,27 @@ describe("MX to Maildir through the runtime's LMTP", () => {
     expect(text).toMatch(/^Return-Path: <s@remote\.test>|Received: from client\.example\.com/m);
   });
 });
+
+describe("an SMTP listener and the LMTP server in one process", () => {
+  it("LMTP keeps its own enhanced codes (the SMTP listener's reply handling is scoped to its own connections)", async () => {
+    // smtp/replies.ts changes how smtp-server sends a reply carrying its own code; it must not reach LMTP's.
+    const port = Number(lmtp.addresses()[0]?.split(":").pop());
+    const r = await swaks([
+      "--protocol",
+      "LMTP",
+      "--server",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--helo",
+      "mx.example.org",
+      "--from",
+      "s@remote.test",
+      "--to",
+      "nobody-here@example.org",
+      "--quit-after",
+      "RCPT",
+    ]);
+    expect(r.output).toMatch(/<\*\* 550 5\.1\.1 No such user here/);
+  });
+});
