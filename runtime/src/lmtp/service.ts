@@ -6,6 +6,7 @@ import { stat } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { SMTPServer } from "smtp-server";
 import { parseListenAddress } from "../config/load.js";
+import { logServerError } from "../log/index.js";
 import type { RunningService, ServiceContext, StartService } from "../service.js";
 import type { Redirector } from "./deliver.js";
 import { createLmtpServer } from "./server.js";
@@ -52,7 +53,7 @@ export async function startLmtp(
         resolve();
       });
     });
-    server.on("error", (err) => logger.error({ err }, "lmtp server error"));
+    server.on("error", (err) => logServerError(logger, err, "lmtp server error"));
     const info = server.server.address() as AddressInfo;
     bound.push(info.family === "IPv6" ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`);
     servers.push(server);

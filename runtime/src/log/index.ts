@@ -64,3 +64,24 @@ export interface ConnectionFields {
 export function connectionLogger(logger: Logger, fields: ConnectionFields): Logger {
   return logger.child({ cid: fields.cid ?? newConnectionId(), proto: fields.proto, remote: fields.remote });
 }
+
+/** Socket errors that mean the peer went away (reset, broken pipe, timeout): routine, not faults. */
+const PEER_GONE = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/**
+ * For an SMTP/LMTP server's 'error' event (smtp-server emits a client
+ * socket's errors there): a client that went away is logged at debug, with
+ * its address; anything else is an error.
+ */
+export function logServerError(logger: Logger, err: Error & { code?: string }, what: string): void {
+  if (err.code !== undefined && PEER_GONE.has(err.code))
+    logger.debug({ err }, `${what}: client connection lost`);
+  else logger.error({ err }, what);
+}

@@ -18,6 +18,7 @@ import type { RuntimeConfig } from "../config/schema.js";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import type { ConnectionInfo, FilterPipeline, FilterTransaction, Verdict } from "../filter/types.js";
+import { logServerError } from "../log/index.js";
 import type { Queue } from "../queue/index.js";
 import { checkHops } from "../queue/loop.js";
 import { newQueueId } from "../queue/store.js";
@@ -507,7 +508,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     gate,
   );
 
-  server.on("error", (err) => logger.error({ err, listener: kind }, "smtp server error"));
+  server.on("error", (err) => logServerError(logger.child({ listener: kind }), err, "smtp server error"));
   installEnhancedCodePassthrough(server);
   return server;
 }

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { connectionLogger, createLogger, newConnectionId } from "../../src/log/index.js";
+import { connectionLogger, createLogger, logServerError, newConnectionId } from "../../src/log/index.js";
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];
@@ -56,5 +56,30 @@ describe("logger", () => {
     expect(String(lines[0]?.cid)).toMatch(/^[A-Za-z0-9_-]{8}$/);
     expect(lines[1]).toMatchObject({ cid: "fixed", proto: "pop3" });
     expect(newConnectionId()).not.toBe(newConnectionId());
+  });
+});
+
+describe("logServerError (an SMTP/LMTP server's 'error' event)", () => {
+  it("a client that went away is debug, any other error is an error", () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ level: "debug", destination });
+    const reset = Object.assign(new Error("read ECONNRESET"), {
+      code: "ECONNRESET",
+      remoteAddress: "127.0.0.1",
+    });
+    logServerError(log, reset, "smtp server error");
+    logServerError(log, Object.assign(new Error("write EPIPE"), { code: "EPIPE" }), "smtp server error");
+    logServerError(
+      log,
+      Object.assign(new Error("listen EADDRINUSE"), { code: "EADDRINUSE" }),
+      "smtp server error",
+    );
+    logServerError(log, new Error("no code"), "lmtp server error");
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      ["debug", "smtp server error: client connection lost"],
+      ["debug", "smtp server error: client connection lost"],
+      ["error", "smtp server error"],
+      ["error", "lmtp server error"],
+    ]);
   });
 });
