@@ -12,7 +12,7 @@ import { curName } from "./filename.js";
 import { flagsToLetters, KEYWORDS_FILE, readKeywords, writeKeywords } from "./flags.js";
 import { fsyncPath, isErrno, readKnownSize, writeAtomic, writeSmallFile } from "./fsutil.js";
 import { acquireLock, Mutex } from "./lock.js";
-import { type Usage, withUsage } from "./quota.js";
+import { type Usage, withRecalculation, withUsage } from "./quota.js";
 import type { TmpMessage } from "./save.js";
 import { dirMtimes, reconcile } from "./sync.js";
 import { StoreError } from "./types.js";
@@ -369,6 +369,8 @@ export class Mailbox {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0);
         const outcome = new Map<PendingAppend, number | Error>();
+        /** Where each message was renamed to: taken back out if the index cannot record it. */
+        const placed: string[] = [];
         let uidValidity = 0;
         try {
           await this.update(
@@ -397,6 +399,7 @@ export class Mailbox {
                     outcome.set(item, known.uid);
                     continue;
                   }
+                  placed.push(join(this.path, dir, name));
                   usage.bytes += item.size;
                   usage.messages += 1;
                   const uid = tx.data.uidNext++;
@@ -430,6 +433,13 @@ export class Mailbox {
             }
           }
         } catch (err) {
+          // Nobody was told "saved": a message renamed into new/ or cur/ but not in the
+          // index would be found by the next sync and delivered twice once the sender
+          // retries (LMTP 451). Out it goes, and maildirsize is recounted without it.
+          if (placed.length > 0)
+            await withRecalculation(this.options.accountRoot, async () => {
+              for (const file of placed) await unlink(file).catch(() => undefined);
+            }).catch(() => undefined);
           for (const { item, reject } of batch) {
             if (!outcome.has(item)) await unlink(item.tmpPath).catch(() => undefined);
             reject(err);

@@ -4,11 +4,16 @@
  * GETQUOTA, UID MOVE, STORE FLAGS / -FLAGS, FETCH INTERNALDATE, RFC822.TEXT
  * and the ALL / FAST / FULL macros, LIST RECURSIVEMATCH and RETURN
  * (CHILDREN), STATUS SIZE, COPY seen by another session that has the target
- * open, and AUTHENTICATE refused before TLS under LOGINDISABLED. Protocol
+ * open, AUTHENTICATE refused before TLS under LOGINDISABLED, the untagged
+ * responses of SELECT / EXAMINE (and their UIDVALIDITY across a restart),
+ * UNSELECT against CLOSE, and the \Seen that FETCH BODY[section] sets. Protocol
  * transcripts for the exact responses, Python's imaplib as the real client.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer, type TestServer, Transcript } from "./support.js";
 
@@ -502,5 +507,193 @@ print(json.dumps(out))
     expect(r.uid_move).toBe("OK");
     expect(r.after_move).toBe("1");
     expect(r.moved_to).toMatch(/"?PyB"? \(MESSAGES 1\)/);
+  });
+});
+
+describe("SELECT and EXAMINE responses (RFC 3501 §6.3.1, §6.3.2, §7.1, §7.3.1, §7.3.2)", () => {
+  let root: string;
+  let own: TestServer;
+  /** What the first SELECT reported, for the restart to compare against. */
+  let before: { uidValidity: number; uidNext: number; uids: number[] };
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), "imap-select-"));
+    own = await startServer({ root });
+  });
+  afterAll(async () => {
+    await own?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** The untagged lines and the tagged line of one reply. */
+  function lines(out: string): { untagged: string[]; tagged: string } {
+    const all = out.split("\r\n").filter(Boolean);
+    return { untagged: all.filter((l) => l.startsWith("* ")), tagged: all.at(-1)! };
+  }
+  const code = (untagged: string[], name: string): string | undefined =>
+    untagged
+      .map((l) => new RegExp(`^\\* OK \\[${name} ([^\\]]*)\\]`).exec(l)?.[1])
+      .find((v) => v !== undefined);
+  const flagList = (text: string | undefined): string[] =>
+    (/^\(([^)]*)\)$/.exec(text ?? "")?.[1] ?? "").split(" ").filter(Boolean).sort();
+  const SYSTEM = ["\\Answered", "\\Deleted", "\\Draft", "\\Flagged", "\\Seen"];
+
+  it("SELECT: FLAGS, PERMANENTFLAGS, EXISTS, RECENT, UNSEEN, UIDVALIDITY, UIDNEXT and [READ-WRITE]; EXAMINE: [READ-ONLY]", async () => {
+    const t = await Transcript.connect(own.port);
+    expect(await t.cmd("l", "LOGIN alice alice-secret-1")).toMatch(/l OK/);
+    await t.cmd("c", "CREATE Selected");
+    await append(t, "Selected", MSG.replace("macro test", "one"), "\\Seen");
+    await append(t, "Selected", MSG.replace("macro test", "two"));
+    await append(t, "Selected", MSG.replace("macro test", "three"), "\\Seen $Work");
+    const sel = lines(await t.cmd("s", "SELECT Selected"));
+    // §7.2.6: the flags defined in the mailbox, keywords in use included
+    const flagsLine = sel.untagged.find((l) => l.startsWith("* FLAGS "));
+    expect(flagList(flagsLine?.slice("* FLAGS ".length)).filter((f) => f !== "\\Recent")).toEqual([
+      "$Work",
+      ...SYSTEM,
+    ]);
+    // §7.1: PERMANENTFLAGS with \* — the client may create new keywords
+    expect(flagList(code(sel.untagged, "PERMANENTFLAGS"))).toEqual(["$Work", ...SYSTEM, "\\*"].sort());
+    expect(sel.untagged).toContain("* 3 EXISTS");
+    // §2.3.2: the first session to see the messages gets them as \Recent
+    expect(sel.untagged).toContain("* 3 RECENT");
+    // §7.1: UNSEEN is the sequence number of the first unseen message
+    expect(code(sel.untagged, "UNSEEN")).toBe("2");
+    const uidValidity = Number(code(sel.untagged, "UIDVALIDITY"));
+    expect(uidValidity).toBeGreaterThan(0);
+    const uidNext = Number(code(sel.untagged, "UIDNEXT"));
+    const uids = [...(await t.cmd("f", "FETCH 1:* (UID)")).matchAll(/UID (\d+)/g)].map((m) => Number(m[1]));
+    expect(uids).toHaveLength(3);
+    expect(uidNext).toBeGreaterThan(uids[2]!);
+    expect(sel.tagged).toMatch(/^s OK \[READ-WRITE\]/);
+    before = { uidValidity, uidNext, uids };
+
+    // EXAMINE from another session: the same mailbox, read-only, no \Recent left for it
+    const e = await Transcript.connect(own.port);
+    expect(await e.cmd("l", "LOGIN alice alice-secret-1")).toMatch(/l OK/);
+    const ex = lines(await e.cmd("e", "EXAMINE Selected"));
+    expect(ex.untagged.find((l) => l.startsWith("* FLAGS "))).toBe(flagsLine);
+    // §6.3.2: no flag can be changed permanently in a read-only mailbox
+    expect(code(ex.untagged, "PERMANENTFLAGS")).toBe("()");
+    expect(ex.untagged).toContain("* 3 EXISTS");
+    expect(ex.untagged).toContain("* 0 RECENT");
+    expect(code(ex.untagged, "UNSEEN")).toBe("2");
+    expect(Number(code(ex.untagged, "UIDVALIDITY"))).toBe(uidValidity);
+    expect(Number(code(ex.untagged, "UIDNEXT"))).toBe(uidNext);
+    expect(ex.tagged).toMatch(/^e OK \[READ-ONLY\]/);
+    e.close();
+
+    // with every message seen there is no first unseen to report
+    await t.cmd("st", "STORE 2 +FLAGS.SILENT (\\Seen)");
+    const all = lines(await t.cmd("s2", "SELECT Selected"));
+    expect(code(all.untagged, "UNSEEN")).toBeUndefined();
+    expect(all.untagged).toContain("* 3 EXISTS");
+    // \Recent went to the first SELECT of this session; a new SELECT does not get it again
+    expect(all.untagged).toContain("* 0 RECENT");
+    expect(all.tagged).toMatch(/^s2 OK \[READ-WRITE\]/);
+    t.close();
+  });
+
+  it("UIDVALIDITY, UIDNEXT, UIDs and flags stay the same across a server restart on the same Maildir (§2.3.1.1)", async () => {
+    expect(before).toBeDefined();
+    await own.stop(); // drains and closes the store; the Maildir stays
+    own = await startServer({ root });
+    const t = await Transcript.connect(own.port);
+    expect(await t.cmd("l", "LOGIN alice alice-secret-1")).toMatch(/l OK/);
+    const sel = lines(await t.cmd("s", "SELECT Selected"));
+    expect(Number(code(sel.untagged, "UIDVALIDITY"))).toBe(before.uidValidity);
+    expect(Number(code(sel.untagged, "UIDNEXT"))).toBe(before.uidNext);
+    expect(sel.untagged).toContain("* 3 EXISTS");
+    const f = await t.cmd("f", "FETCH 1:* (UID FLAGS ENVELOPE)");
+    expect([...f.matchAll(/UID (\d+)/g)].map((m) => Number(m[1]))).toEqual(before.uids);
+    expect(f).toMatch(/\* 1 FETCH \(UID \d+ FLAGS \(\\Seen\) ENVELOPE \("[^"]*" "one"/);
+    expect(f).toMatch(
+      /\* 3 FETCH \(UID \d+ FLAGS \((\$Work \\Seen|\\Seen \$Work)\) ENVELOPE \("[^"]*" "three"/,
+    );
+    // the next message takes the UIDNEXT announced before the restart
+    expect(await append(t, "Selected", MSG)).toMatch(
+      new RegExp(`ap OK \\[APPENDUID ${before.uidValidity} ${before.uidNext}\\]`),
+    );
+    t.close();
+  });
+});
+
+describe("UNSELECT (RFC 3691) against CLOSE (RFC 3501 §6.4.2)", () => {
+  it("UNSELECT leaves a \\Deleted message in the mailbox; CLOSE expunges it, silently", async () => {
+    const t = await login();
+    await t.cmd("c", "CREATE Unselected");
+    await append(t, "Unselected", MSG.replace("macro test", "keep me"));
+    await append(t, "Unselected", MSG.replace("macro test", "second"));
+    expect(await t.cmd("s", "SELECT Unselected")).toMatch(/\* 2 EXISTS/);
+    expect(await t.cmd("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")).toMatch(/d OK/);
+    const un = await t.cmd("u", "UNSELECT");
+    expect(un).toMatch(/^u OK/);
+    expect(un).not.toMatch(/EXPUNGE/);
+    expect(await t.cmd("x", "FETCH 1 FLAGS")).toMatch(/x BAD/); // back in the authenticated state
+    // re-SELECT: the message is still there, still \Deleted
+    expect(await t.cmd("s2", "SELECT Unselected")).toMatch(/\* 2 EXISTS/);
+    const kept = await t.cmd("f", "FETCH 1 (FLAGS ENVELOPE)");
+    expect(kept).toMatch(/FLAGS \([^)]*\\Deleted[^)]*\)/);
+    expect(kept).toMatch(/"keep me"/);
+    // CLOSE on the same state: the \Deleted message goes, with no untagged EXPUNGE (§6.4.2)
+    const close = await t.cmd("cl", "CLOSE");
+    expect(close).toMatch(/^cl OK/);
+    expect(close).not.toMatch(/EXPUNGE/);
+    expect(await t.cmd("s3", "SELECT Unselected")).toMatch(/\* 1 EXISTS/);
+    expect(await t.cmd("f2", "FETCH 1 (ENVELOPE)")).toMatch(/"second"/);
+    t.close();
+  });
+});
+
+describe("FETCH BODY[section] sets \\Seen (RFC 3501 §6.4.5)", () => {
+  const MULTI =
+    'From: a@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n' +
+    "preamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--b1--\r\n";
+  const TEXT = MULTI.slice(MULTI.indexOf("\r\n\r\n") + 4);
+
+  it("BODY.PEEK and EXAMINE leave it; BODY[1], BODY[TEXT] and BODY[HEADER.FIELDS] set it and report FLAGS", async () => {
+    const t = await login();
+    await t.cmd("c", "CREATE BodySeen");
+    for (let i = 0; i < 3; i++) await append(t, "BodySeen", MULTI);
+    await t.cmd("s", "SELECT BodySeen");
+    const unseen = async (): Promise<void> => {
+      const out = await t.cmd("fl", "FETCH 1:3 FLAGS");
+      expect(out.match(/\* \d FETCH/g)).toHaveLength(3);
+      expect(out).not.toMatch(/\\Seen/);
+    };
+
+    // BODY.PEEK: the data, no flag change and no FLAGS
+    const peek = await t.cmd("p", "FETCH 1 (BODY.PEEK[1] BODY.PEEK[TEXT])");
+    expect(peek).toContain("BODY[1] {10}\r\nfirst part");
+    expect(peek).toContain(`BODY[TEXT] {${Buffer.byteLength(TEXT)}}\r\n${TEXT}`);
+    expect(peek).not.toMatch(/FLAGS/);
+    await unseen();
+
+    // EXAMINE (read-only): BODY[...] without PEEK changes nothing either
+    const ro = await login();
+    expect(await ro.cmd("e", "EXAMINE BodySeen")).toMatch(/e OK \[READ-ONLY\]/);
+    const roOut = await ro.cmd("b", "FETCH 1:3 (BODY[1] BODY[TEXT])");
+    expect(roOut.match(/BODY\[1\] \{10\}\r\nfirst part/g)).toHaveLength(3);
+    expect(roOut).not.toMatch(/FLAGS/);
+    ro.close();
+    await unseen();
+
+    // read-write: each fetch of a section sets \Seen and says so in the same FETCH
+    const one = await t.cmd("b1", "FETCH 1 (BODY[1])");
+    expect(one).toMatch(/^\* 1 FETCH \(BODY\[1\] \{10\}\r\nfirst part FLAGS \(\\Seen \\Recent\)\)\r\nb1 OK/);
+    const text = await t.cmd("b2", "FETCH 2 (BODY[TEXT])");
+    expect(text).toContain(`BODY[TEXT] {${Buffer.byteLength(TEXT)}}\r\n${TEXT}`);
+    expect(text).toMatch(/ FLAGS \(\\Seen \\Recent\)\)\r\nb2 OK/);
+    // a header section answered from the cache is a BODY[section] too
+    const hdr = await t.cmd("b3", "FETCH 3 (BODY[HEADER.FIELDS (SUBJECT)])");
+    expect(hdr).toContain("BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: parts\r\n\r\n");
+    expect(hdr).toMatch(/ FLAGS \(\\Seen \\Recent\)\)\r\nb3 OK/);
+    const after = await t.cmd("fl2", "FETCH 1:3 FLAGS");
+    expect(after.match(/FLAGS \(\\Seen \\Recent\)/g)).toHaveLength(3);
+    // another session sees the flag stored, not only this one
+    const other = await login();
+    await other.cmd("e", "EXAMINE BodySeen");
+    expect((await other.cmd("f", "FETCH 1:3 FLAGS")).match(/FLAGS \(\\Seen\)/g)).toHaveLength(3);
+    other.close();
+    t.close();
   });
 });

@@ -88,9 +88,11 @@ export async function startServer(
     loginDisabledWithoutTls?: boolean;
     directory?: Directory;
     logger?: Logger;
+    /** An existing store root (a restart on the same Maildir); left in place by stop(). */
+    root?: string;
   } = {},
 ): Promise<TestServer> {
-  const root = await mkdtemp(join(tmpdir(), "imap-store-"));
+  const root = options.root ?? (await mkdtemp(join(tmpdir(), "imap-store-")));
   const store = createMaildirStore({ root, fsync: false, defaultQuotaBytes: 50 * 1024 ** 2 });
   const cert = await selfSigned();
   const server = new ImapServer({
@@ -114,7 +116,7 @@ export async function startServer(
     async stop() {
       await server.drain(1000);
       await store.close();
-      await rm(root, { recursive: true, force: true });
+      if (!options.root) await rm(root, { recursive: true, force: true });
     },
   };
 }

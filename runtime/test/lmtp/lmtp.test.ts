@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,6 +63,11 @@ async function messages(user: string, folder = ""): Promise<string[]> {
   return out;
 }
 
+/** The names in one of an account's Maildir subdirectories (none when it does not exist). */
+async function files(user: string, sub: string): Promise<string[]> {
+  return readdir(join(root, user, sub)).catch(() => []);
+}
+
 const MESSAGE = "From: sender@example.net\r\nSubject: hello\r\n\r\nline one\r\n.leading dot\r\n";
 
 beforeAll(async () => {
@@ -71,6 +76,7 @@ beforeAll(async () => {
       ...TEST_ACCOUNTS,
       { uid: "tiny", mail: "tiny@example.org", password: "tiny-secret-4", quotaBytes: 600 },
       { uid: "broken", mail: "broken@example.org", password: "broken-secret-5" },
+      { uid: "jammed", mail: "jammed@example.org", password: "jammed-secret-6" },
     ],
   });
   directory = createDirectory({ ...ldap.ldapConfig(), cacheTtlSeconds: 0 });
@@ -137,9 +143,21 @@ describe("LMTP delivery (RFC 2033) with smtplib.LMTP against slapd", () => {
 
   it("451 4.3.0 when the store fails, and nothing half-written", async () => {
     const port = await serve();
+    const TEMPFAIL = [451, "4.3.0 Temporary failure storing the message, try again later"];
+    // the account's Maildir cannot even be made: its path is a file
     await writeFile(join(root, "broken"), "not a directory");
     const r = await lmtp(port, ["broken@example.org"], MESSAGE);
-    expect(r.data).toEqual([[451, "4.3.0 Temporary failure storing the message, try again later"]]);
+    expect(r.data).toEqual([TEMPFAIL]);
+    for (const sub of ["tmp", "new", "cur"]) expect(await files("broken", sub)).toEqual([]);
+    // the Maildir is there but the index cannot be written, so the failure comes
+    // after the message was written to tmp/ (and renamed into new/): a 451 must
+    // leave no file behind, or the sender's retry would deliver it twice
+    for (const sub of ["tmp", "new", "cur"]) await mkdir(join(root, "jammed", sub), { recursive: true });
+    await mkdir(join(root, "jammed", "mailinfra-index.tmp"));
+    await mkdir(join(root, "jammed", "mailinfra-index.log"));
+    const j = await lmtp(port, ["jammed@example.org", "bob@example.org"], MESSAGE);
+    expect(j.data).toEqual([TEMPFAIL, [250, "2.0.0 Delivered"]]);
+    for (const sub of ["tmp", "new", "cur"]) expect(await files("jammed", sub), sub).toEqual([]);
   });
 
   it("refuses an oversized message per recipient", async () => {
