@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMaildirStore } from "../../src/store/index.js";
 
 const CHILD = join(import.meta.dirname, "append-child.ts");
+const FLAGS_CHILD = join(import.meta.dirname, "flags-child.ts");
 let dir: string;
 
 beforeAll(async () => {
@@ -15,8 +16,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function child(args: string[]): { proc: ChildProcess; lines: string[]; done: Promise<number | null> } {
-  const proc = spawn(process.execPath, ["--import", "tsx", CHILD, ...args], {
+function child(
+  args: string[],
+  script = CHILD,
+): { proc: ChildProcess; lines: string[]; done: Promise<number | null> } {
+  const proc = spawn(process.execPath, ["--import", "tsx", script, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
@@ -113,6 +117,10 @@ describe("maildir store across processes", () => {
     const store = createMaildirStore({ root: dir, defaultQuotaBytes: 1e12 });
     const user = await store.open("crash");
     const s = await user.openMailbox("INBOX");
+    // the UIDVALIDITY every append was acknowledged with still holds (RFC 3501 §2.3.1.1)
+    expect(new Set(k.lines.map((l) => Number(l.split(" ")[3])))).toEqual(new Set([s.uidValidity]));
+    // each append took a MODSEQ; none of them is given out again
+    expect(s.highestModseq()).toBeGreaterThanOrEqual(k.lines.length);
     const subjects = await Promise.all(
       s.messages().map(async (m) => /Subject: (\S+)/.exec((await s.read(m.uid)).toString("latin1"))?.[1]),
     );
@@ -129,6 +137,75 @@ describe("maildir store across processes", () => {
     // a lock left behind by the dead process is broken, the mailbox stays writable
     await user.append("INBOX", Buffer.from("Subject: after\r\n\r\nok\r\n"));
     await s.close();
+    await store.close();
+  });
+
+  it("kill -9 between flag changes keeps the acknowledged flags, MODSEQ, HIGHESTMODSEQ and UIDVALIDITY", async () => {
+    const k = child([dir, "flagcrash"], FLAGS_CHILD);
+    // kill at an arbitrary point once some appends and flag changes are acknowledged
+    const target = 60 + Math.floor(Math.random() * 40);
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        if (k.lines.filter((l) => l.startsWith("ok ")).length >= target) {
+          clearInterval(timer);
+          resolve();
+        }
+      }, 1);
+    });
+    k.proc.kill("SIGKILL");
+    await k.done;
+    // what the child was told, step by step; the last "op" without its "ok" was in flight
+    const acked = new Map<number, { flags: string; modseq: number }>();
+    let highest = 0;
+    let uidValidity = 0;
+    let inFlight: { uid: string; flags: string } | undefined;
+    for (const line of k.lines) {
+      const f = line.split(" ");
+      if (f[0] === "op") inFlight = { uid: f[2]!, flags: f[3]! };
+      else if (f[0] === "ok") {
+        inFlight = undefined;
+        const modseq = Number(f[4]);
+        const prior = acked.get(Number(f[2]));
+        // MODSEQ grows with each change the child saw (RFC 7162 §3.1.1)
+        if (prior && prior.flags !== f[3]) expect(modseq).toBeGreaterThan(prior.modseq);
+        acked.set(Number(f[2]), { flags: f[3]!, modseq });
+        expect(Number(f[5])).toBeGreaterThanOrEqual(highest);
+        highest = Number(f[5]);
+        if (uidValidity) expect(Number(f[6])).toBe(uidValidity);
+        uidValidity = Number(f[6]);
+      }
+    }
+    expect(acked.size).toBeGreaterThan(10);
+
+    const store = createMaildirStore({ root: dir, defaultQuotaBytes: 1e12 });
+    const user = await store.open("flagcrash");
+    // read-only first: looking must not change what is there
+    const ro = await user.openMailbox("INBOX", { readOnly: true });
+    expect(ro.uidValidity).toBe(uidValidity);
+    expect(ro.highestModseq()).toBeGreaterThanOrEqual(highest);
+    const show = (flags: Set<string>) => [...flags].sort().join(",") || "-";
+    const now = new Map(ro.messages().map((m) => [m.uid, m]));
+    for (const [uid, want] of acked) {
+      const m = now.get(uid);
+      expect(m, `uid ${uid}`).toBeDefined();
+      if (inFlight?.uid === String(uid)) {
+        // the change in flight may or may not have landed, but wholly, and never backwards
+        expect([want.flags, inFlight.flags], `uid ${uid}`).toContain(show(m!.flags));
+        expect(m!.modseq, `uid ${uid}`).toBeGreaterThanOrEqual(want.modseq);
+      } else {
+        expect(show(m!.flags), `uid ${uid}`).toBe(want.flags);
+        expect(m!.modseq, `uid ${uid}`).toBe(want.modseq);
+      }
+      expect(m!.modseq).toBeLessThanOrEqual(ro.highestModseq());
+    }
+    // the next change gets a MODSEQ above every one given out before the kill
+    const rw = await user.openMailbox("INBOX");
+    const first = [...acked.keys()][0]!;
+    const r = await rw.setFlags([first], "add", ["$after"]);
+    expect(r.changed[0]?.modseq).toBeGreaterThan(Math.max(highest, ro.highestModseq()));
+    expect(rw.uidValidity).toBe(uidValidity);
+    await ro.close();
+    await rw.close();
     await store.close();
   });
 });
