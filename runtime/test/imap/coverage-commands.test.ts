@@ -593,6 +593,45 @@ describe("SELECT and EXAMINE responses (RFC 3501 §6.3.1, §6.3.2, §7.1, §7.3.
     t.close();
   });
 
+  it("Python's imaplib reads the same codes from SELECT and EXAMINE", async () => {
+    expect(before).toBeDefined();
+    const r = await imaplib(
+      `
+import imaplib, json, os
+m = imaplib.IMAP4("127.0.0.1", int(os.environ["PORT"]))
+m.login("alice", os.environ["PW"])
+out = {}
+def codes():
+    return {k: [v.decode() if isinstance(v, bytes) else v for v in m.response(k)[1]] for k in
+            ["FLAGS", "PERMANENTFLAGS", "UIDVALIDITY", "UIDNEXT", "UNSEEN", "EXISTS", "RECENT", "READ-WRITE", "READ-ONLY"]}
+# imaplib files each untagged response, and the tagged reply's code, under its name until asked
+out["select"] = m.select("Selected")
+out["sel"] = codes()
+out["examine"] = m.select("Selected", readonly=True)
+out["ex"] = codes()
+m.logout()
+print(json.dumps(out, default=lambda b: b.decode()))
+`,
+      { PORT: String(own.port), PW: "alice-secret-1" },
+    );
+    expect(r.select).toEqual(["OK", ["3"]]);
+    const sel = r.sel as Record<string, Array<string | null>>;
+    expect(sel.UIDVALIDITY).toEqual([String(before.uidValidity)]);
+    expect(sel.UIDNEXT).toEqual([String(before.uidNext)]);
+    expect(sel.EXISTS).toEqual(["3"]);
+    expect(sel.RECENT).toEqual(["0"]);
+    expect(sel.UNSEEN).toEqual([null]); // every message is \Seen by now: no UNSEEN code
+    expect(sel.FLAGS?.[0]).toMatch(/\\Seen/);
+    expect(sel.PERMANENTFLAGS?.[0]).toMatch(/\\\*/);
+    expect(sel["READ-WRITE"]).toEqual([""]);
+    expect(sel["READ-ONLY"]).toEqual([null]);
+    const ex = r.ex as Record<string, Array<string | null>>;
+    expect(ex.UIDVALIDITY).toEqual([String(before.uidValidity)]);
+    expect(ex.PERMANENTFLAGS).toEqual(["()"]);
+    expect(ex["READ-ONLY"]).toEqual([""]);
+    expect(ex["READ-WRITE"]).toEqual([null]);
+  });
+
   it("UIDVALIDITY, UIDNEXT, UIDs and flags stay the same across a server restart on the same Maildir (§2.3.1.1)", async () => {
     expect(before).toBeDefined();
     await own.stop(); // drains and closes the store; the Maildir stays
