@@ -37,6 +37,17 @@ describe("parseConfig", () => {
     expect(config.metrics.listen).toBeUndefined();
   });
 
+  it("keeps a queued message 5 days (432000 s) unless queue.maxAgeSeconds says otherwise", () => {
+    // RFC 5321 §4.5.4.1: give up after at least 4-5 days. The example sets the key, so a bare queue is parsed here.
+    const config = parseConfig("host: { name: h, roles: [mx] }\nqueue: { dir: /q, lmtp: { host: s } }\n");
+    expect(config.queue?.maxAgeSeconds).toBe(432_000);
+    expect(config.queue?.lmtp.port).toBe(24);
+    const set = parseConfig(
+      "host: { name: h, roles: [mx] }\nqueue: { dir: /q, lmtp: { host: s }, maxAgeSeconds: 60 }\n",
+    );
+    expect(set.queue?.maxAgeSeconds).toBe(60);
+  });
+
   it("names paths with indexes, missing keys, unknown keys and lines", () => {
     expect(
       problems(

@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openQueue } from "../../src/queue/index.js";
 import { type ClusterProcess, startClusterProcess } from "../imap/cluster-process.js";
 import {
+  concurrencyProbe,
   makeCert,
   makeConfig,
   python,
@@ -323,6 +324,33 @@ for pw in ["guess1", "guess2", "guess3", os.environ["PW"], os.environ["PW"]]:
       const rows = out.trim().split("\n");
       expect(rows.map((r) => r.slice(0, 3))).toEqual(["535", "535", "535", "454", "454"]);
       expect(rows[3]).toContain("4.7.0 Too many authentication failures");
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it("holds a client's concurrent connections (filter.rate.maxConcurrent) across acceptors", async () => {
+    const queueDir = await mkdtemp(join(world.dir, "queue-concurrent-"));
+    const sink = await startSink({ lmtp: true });
+    const base = makeConfig({ queueDir, lmtpPort: sink.port });
+    const file = join(queueDir, "..", `config-concurrent-${sink.port}.json`);
+    await writeFile(
+      file,
+      JSON.stringify({
+        ...base,
+        filter: { ...base.filter, rate: { maxConnectionsPerMinute: 0, maxConcurrent: 3 } },
+        ldap: world.slapd.ldapConfig({ cacheTtlSeconds: 0 }),
+        smtp: { ...base.smtp, relay: undefined, workers: 2 },
+      }),
+    );
+    try {
+      // Round robin: 3 held connections are 2 on one acceptor and 1 on the other, so a count per
+      // acceptor would greet the 4th; the primary's count refuses it, and frees the slot on close.
+      const cluster = await serve(file, { NODE_CLUSTER_SCHED_POLICY: "rr" });
+      const lines = await concurrencyProbe(cluster.mx, 3);
+      expect(lines.map((l) => l.slice(0, 3))).toEqual(["220", "220", "220", "421", "220", "220", "421"]);
+      expect(lines[3]).toBe("421 4.7.0 Too many connections from your address, try again later");
+      expect(lines[6]).toBe(lines[3]);
     } finally {
       await sink.close();
     }

@@ -444,3 +444,49 @@ sys.stdout.write(out.decode("latin-1"))
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Per-client concurrency seen by a real client (python3 sockets): opens
+ * `hold` + 1 connections from 127.0.0.1 and keeps those greeted with 220;
+ * then one from `other` (another client address); then one held connection
+ * says QUIT and closes, and two more are tried from 127.0.0.1 (the freed slot,
+ * then the limit again). Returns each greeting's last line, in that order.
+ */
+export async function concurrencyProbe(port: number, hold: number, other = "127.0.0.3"): Promise<string[]> {
+  const out = await python(
+    `
+import socket, sys, time
+port, hold, other = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def connect(src):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(src, 0))
+    f = s.makefile("rb")
+    line = f.readline()
+    while line[3:4] == b"-":
+        line = f.readline()
+    return s, line.decode().strip()
+held = []
+def attempt(src="127.0.0.1"):
+    s, greeting = connect(src)
+    print(greeting, flush=True)
+    if greeting.startswith("220"):
+        held.append(s)
+    else:
+        s.close()
+for i in range(hold + 1):
+    attempt()
+attempt(other)
+# one of the first client's sessions ends: the server frees its slot when the socket closes
+first = held.pop(0)
+first.sendall(b"QUIT\\r\\n")
+first.makefile("rb").read()
+first.close()
+time.sleep(0.5)
+attempt()
+attempt()
+for s in held:
+    s.close()
+`,
+    [String(port), String(hold), other],
+  );
+  return out.trim().split("\n");
+}

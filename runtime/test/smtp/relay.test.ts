@@ -2,21 +2,24 @@
  * Never an open relay. The classic tricks against the MX and the relay's
  * port 25 (percent hack, bang paths, quoted local parts, source routes,
  * address literals, unknown domains, trusted-network spoofing through HELO
- * and XCLIENT), and submission: STARTTLS before AUTH, the user's own
- * addresses only, AUTH failures throttled per client, Message-ID and Date
- * added when missing.
+ * and XCLIENT); the routing syntaxes also from the clients that may relay
+ * (trusted networks, authenticated users), each refused with its own reply
+ * and nothing queued for the remote host; and submission: STARTTLS before
+ * AUTH, the user's own addresses only, AUTH failures throttled per client,
+ * Message-ID and Date added when missing.
  */
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeConfig, python, type Running, startService, startWorld, swaks, type World } from "./harness.js";
 
 let world: World;
 let smtp: Running;
+let queueDir: string;
 
 beforeAll(async () => {
   world = await startWorld();
-  const queueDir = await mkdtemp(join(world.dir, "queue-"));
+  queueDir = await mkdtemp(join(world.dir, "queue-"));
   smtp = await startService(
     world,
     makeConfig({
@@ -52,8 +55,16 @@ describe("open relay tricks on the MX", () => {
     ["unknown domain", "victim@remote.test", /<\*\* 554 5\.7\.1 <victim@remote\.test>: Relay access denied/],
     ["percent hack", "victim%remote.test@example.org", /<\*\* 550 5\.7\.1 .*routing syntax/],
     ["bang path", "remote.test!victim@example.org", /<\*\* 550 5\.7\.1 .*routing syntax/],
-    ["quoted local part", '"victim@remote.test"@example.org', /<\*\* 5\d\d /],
-    ["quoted local part with percent", '"victim%remote.test"@example.org', /<\*\* 5\d\d /],
+    [
+      "quoted local part",
+      '"victim@remote.test"@example.org',
+      /<\*\* 501 5\.1\.3 Error: Bad recipient address syntax/,
+    ],
+    [
+      "quoted local part with percent",
+      '"victim%remote.test"@example.org',
+      /<\*\* 550 5\.7\.1 .*routing syntax/,
+    ],
     [
       "source route to a remote host",
       "@example.org:victim@remote.test",
@@ -334,5 +345,152 @@ for pw in ["guess1", "guess2", "guess3", os.environ["PW"]]:
       "bob-pw-2",
     );
     expect(ok.output).toMatch(/<~ {2}235 /);
+  });
+});
+
+/**
+ * The routing syntaxes from clients that may relay: a trusted network on the
+ * relay's port 25 and an authenticated user on 587. Each trick goes beside a
+ * plain local recipient in one transaction carrying a marker, so the message
+ * is queued and its envelope shows which recipients were taken.
+ */
+describe("routing syntax from clients that may relay (trusted port 25, 587 after AUTH)", () => {
+  const ROUTING = (rcpt: string) =>
+    `550 5.7.1 <${rcpt}>: Relay access denied: routing syntax (%, !, quotes) not accepted`;
+  const tricks: Array<[string, string, string]> = [
+    // Three '@': smtp-server's own grammar check refuses it before our code sees it.
+    [
+      "quoted local part",
+      '"victim@remote.test"@example.org',
+      "501 5.1.3 Error: Bad recipient address syntax",
+    ],
+    [
+      "quoted local part with percent",
+      '"victim%remote.test"@example.org',
+      ROUTING('"victim%remote.test"@example.org'),
+    ],
+    ["percent hack", "victim%remote.test@example.org", ROUTING("victim%remote.test@example.org")],
+    ["bang path", "remote.test!victim@example.org", ROUTING("remote.test!victim@example.org")],
+    ["quoted bang path", '"remote.test!victim"@example.org', ROUTING('"remote.test!victim"@example.org')],
+  ];
+
+  interface Attempt {
+    rcpt: string;
+    reply: string;
+    data: string;
+  }
+
+  /** One session per recipient: MAIL, RCPT <trick>, RCPT alice, DATA with the marker. */
+  const attempt = async (mode: "trusted" | "auth", rcpts: string[], marker: string): Promise<Attempt[]> => {
+    const out = await python(
+      `
+import smtplib, ssl, sys, os, json
+mode, marker = sys.argv[2], sys.argv[4]
+for rcpt in json.loads(sys.argv[3]):
+    if mode == "trusted":
+        s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="lists.example.org", source_address=("127.0.0.2", 0))
+        s.ehlo()
+        sender = "lists@example.org"
+    else:
+        s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.test")
+        s.starttls(context=ssl._create_unverified_context())
+        s.login("alice", os.environ["PW"])
+        sender = "alice@example.org"
+    assert s.docmd("MAIL", "FROM:<" + sender + ">")[0] == 250
+    # docmd, not rcpt(): smtplib would re-quote the address.
+    code, text = s.docmd("RCPT", "TO:<" + rcpt + ">")
+    assert s.docmd("RCPT", "TO:<alice@example.org>")[0] == 250
+    dcode, dtext = s.data(("Subject: " + marker + "\\r\\nX-Trick: " + rcpt + "\\r\\n\\r\\nbody\\r\\n").encode())
+    s.quit()
+    print(json.dumps({"rcpt": rcpt, "reply": "%d %s" % (code, text.decode()), "data": "%d %s" % (dcode, dtext.decode())}))
+`,
+      [String(mode === "trusted" ? smtp.relay : smtp.submission), mode, JSON.stringify(rcpts), marker],
+      { PW: "alice-pw-1" },
+    );
+    return out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Attempt);
+  };
+
+  /** The envelope recipients of the queued message, from its queue file (msg/<id>, first line). */
+  const queuedRecipients = async (data: string): Promise<string[]> => {
+    const id = /queued as (\S+)/.exec(data)?.[1] ?? "";
+    const head = (await readFile(join(queueDir, "msg", id), "utf8")).split("\n", 1)[0] ?? "";
+    const envelope = JSON.parse(head) as { recipients: Array<{ address: string }> };
+    return envelope.recipients.map((r) => r.address);
+  };
+
+  /** Recipients in any queue file that a trick could have produced (the victim's, a bang path). */
+  const remoteInQueue = async (): Promise<string[]> => {
+    const found: string[] = [];
+    for (const id of await readdir(join(queueDir, "msg"))) {
+      const head = (await readFile(join(queueDir, "msg", id), "utf8").catch(() => "")).split("\n", 1)[0];
+      if (!head) continue;
+      const envelope = JSON.parse(head) as { recipients: Array<{ address: string }> };
+      found.push(...envelope.recipients.map((r) => r.address).filter((a) => /victim|remote\.test!/i.test(a)));
+    }
+    return found;
+  };
+
+  for (const mode of ["trusted", "auth"] as const) {
+    it(`${mode === "trusted" ? "port 25 from 127.0.0.2" : "587 after AUTH"}: refuses ${tricks.map((t) => t[0]).join(", ")}`, async () => {
+      // The store answers slowly, so each message is still in the queue when its envelope is read.
+      world.lmtp.delayMs = 3000;
+      try {
+        const marker = `routing-${mode}`;
+        const got = await attempt(
+          mode,
+          tricks.map((t) => t[1]),
+          marker,
+        );
+        expect(got.map((a) => a.rcpt)).toEqual(tricks.map((t) => t[1]));
+        for (const [i, [, , expected]] of tricks.entries()) {
+          const a = got[i];
+          expect(a?.reply).toBe(expected);
+          // The transaction goes on with the plain local recipient only.
+          expect(a?.data).toMatch(/^250 2\.0\.0 Ok: queued as /);
+          expect(await queuedRecipients(a?.data ?? "")).toEqual(["alice@example.org"]);
+        }
+        expect(await remoteInQueue()).toEqual([]);
+        // And the store gets each message for alice alone.
+        const mine = () => world.lmtp.messages.filter((m) => m.data.includes(`Subject: ${marker}\r\n`));
+        for (const deadline = Date.now() + 15_000; mine().length < tricks.length; ) {
+          if (Date.now() > deadline) throw new Error(`${mine().length} of ${tricks.length} delivered`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        for (const m of mine()) expect(m.to).toEqual(["alice@example.org"]);
+      } finally {
+        world.lmtp.delayMs = 0;
+      }
+    });
+  }
+
+  it("source routes: the route is dropped (RFC 5321 §C), never followed, and refused from untrusted clients", async () => {
+    world.lmtp.delayMs = 3000;
+    try {
+      for (const mode of ["trusted", "auth"] as const) {
+        // The final address is local: delivered here, nothing for the host named in the route.
+        const [local] = await attempt(mode, ["@remote.test:bob@example.org"], `route-local-${mode}`);
+        expect(local?.reply).toBe("250 2.1.5 Accepted");
+        expect(await queuedRecipients(local?.data ?? "")).toEqual(["bob@example.org", "alice@example.org"]);
+        // The final address is remote: the client may relay there anyway; the route's host is not used.
+        const [remote] = await attempt(
+          mode,
+          ["@relay.test:route-target@remote.test"],
+          `route-remote-${mode}`,
+        );
+        expect(remote?.reply).toBe("250 2.1.5 Accepted");
+        expect(await queuedRecipients(remote?.data ?? "")).toEqual([
+          "route-target@remote.test",
+          "alice@example.org",
+        ]);
+      }
+    } finally {
+      world.lmtp.delayMs = 0;
+    }
+    // From outside trustedNetworks (127.0.0.1) on the relay's port 25: the remote final address is refused.
+    const r = await on(smtp.relay, "@example.org:victim@remote.test");
+    expect(r.output).toMatch(/<\*\* 554 5\.7\.1 <victim@remote\.test>: Relay access denied/);
   });
 });
