@@ -242,6 +242,22 @@ const SmtpSection = z.object({
       exemptNetworks: z.array(z.string()).default(["127.0.0.0/8", "::1/128"]),
     })
     .prefault({}),
+  /**
+   * Over-quota at RCPT (smtp/quota-check.ts, Dovecot's quota-status for
+   * Postfix): a local recipient's store is asked over LMTP (MAIL FROM:<>
+   * SIZE=, RCPT TO, RSET) and a full mailbox gets 552 5.2.2 at RCPT instead
+   * of a bounce to a (mostly forged) sender. Fails open: timeout, store down
+   * or any other answer → accepted as before.
+   */
+  quotaCheck: z
+    .object({
+      enabled: z.boolean().default(true),
+      /** The whole probe (connect, LHLO, MAIL, RCPT); then the recipient is accepted. */
+      timeoutMs: z.number().int().positive().default(2000),
+      /** How long a "full" answer is reused; "ok" is never cached. 0: ask every time. */
+      cacheSeconds: z.number().int().nonnegative().default(30),
+    })
+    .prefault({}),
 });
 
 /** Section `queue` (queue/). */

@@ -1,7 +1,8 @@
 /**
  * The LMTP server (RFC 2033) on smtp-server in LMTP mode: RCPT checks the
- * account in the directory, DATA is read whole, then every accepted recipient
- * gets its own reply (§4.2) — 250 only once that copy is durable.
+ * account in the directory and its quota (rcpt-quota.ts), DATA is read
+ * whole, then every accepted recipient gets its own reply (§4.2) — 250 only
+ * once that copy is durable.
  */
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
@@ -17,6 +18,7 @@ import { HOP_COUNT_LIMIT, tooManyHops } from "../queue/loop.js";
 import type { MailStore } from "../store/types.js";
 import { deliver, type Redirector } from "./deliver.js";
 import { traceHeaders } from "./headers.js";
+import { announcedSize, refuseForQuota } from "./rcpt-quota.js";
 import { REPLIES, type Reply, replyError } from "./replies.js";
 import { type DeliveryHook, keepHook } from "./sieve-hook.js";
 
@@ -113,8 +115,12 @@ export function createLmtpServer(options: LmtpServerOptions): SMTPServer {
       options.directory.findByAddress(address.address).then(
         (account) => {
           if (!account) return callback(replyError(REPLIES.unknownUser));
-          s.accounts.set(address.address.toLowerCase(), account);
-          callback();
+          // RFC 1870 §6.1: a full mailbox is refused here, before the message is sent (rcpt-quota.ts).
+          refuseForQuota(options.store, account, announcedSize(session), s.log).then((full) => {
+            if (full) return callback(replyError(REPLIES.overQuota));
+            s.accounts.set(address.address.toLowerCase(), account);
+            callback();
+          });
         },
         (err: unknown) => {
           s.log.error({ err }, "directory lookup failed");

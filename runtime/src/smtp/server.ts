@@ -18,6 +18,7 @@ import type { RuntimeConfig } from "../config/schema.js";
 import type { Account, Directory } from "../directory/types.js";
 import { DirectoryUnavailableError } from "../directory/types.js";
 import type { ConnectionInfo, FilterPipeline, FilterTransaction, Verdict } from "../filter/types.js";
+import { announcedSize } from "../lmtp/rcpt-quota.js";
 import { logServerError } from "../log/index.js";
 import type { Queue } from "../queue/index.js";
 import { checkHops } from "../queue/loop.js";
@@ -32,6 +33,7 @@ import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES, REVERSE_LOOKUP_TIMEOUT_MS } fro
 import { assembleMessage, checkMessage, receivedHeader, submissionHeaders, withProtocol } from "./message.js";
 import type { SmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
+import type { QuotaCheck } from "./quota-check.js";
 import { type ResolvedRecipient, resolveLocalRecipient } from "./recipients.js";
 import { installEnhancedCodePassthrough, reply, SmtpReplyError } from "./replies.js";
 
@@ -54,6 +56,8 @@ export interface ListenerDeps {
   metrics?: SmtpMetrics;
   tls?: TlsMaterial;
   dnsServers?: string[];
+  /** smtp.quotaCheck: local recipients' stores asked at RCPT (quota-check.ts); absent: off. */
+  quotaCheck?: QuotaCheck;
 }
 
 interface AuthUser {
@@ -383,6 +387,10 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           } else {
             throw reply(554, "5.7.1", `<${raw}>: Relay access denied`);
           }
+          // Before the filter's RCPT stage, so its record lists only recipients that were taken.
+          if (deps.quotaCheck && resolved.route.kind === "lmtp") {
+            await checkQuota(s, deps.quotaCheck, resolved, raw, announcedSize(session));
+          }
           const err = verdictError(await s.tx.onRcptTo(parsed.address));
           if (err) throw refuse(s, err, "rcpt");
           s.rcpts.set(address.address.toLowerCase(), resolved);
@@ -518,6 +526,59 @@ type EnqueueRequest = import("../queue/types.js").EnqueueRequest;
 /** RFC 1123 host names only (letters, digits, hyphens, dots). */
 const HOST_NAME =
   /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * RFC 1870 §6.1 / RFC 3463 X.2.2: the store says the mailbox is full → 552
+ * 5.2.2 now, logged like a filter verdict. Anything else: accepted as before.
+ */
+async function checkQuota(
+  s: ConnState,
+  quota: QuotaCheck,
+  resolved: ResolvedRecipient,
+  raw: string,
+  size: number,
+): Promise<void> {
+  const host = resolved.route.kind === "lmtp" ? resolved.route.host : undefined;
+  const answer = await quota.check(host, resolved.address, size);
+  if (!answer.full) {
+    if (answer.reason !== "ok") {
+      s.log.debug({ rcpt: resolved.address, ...answer }, "quota check inconclusive, accepted");
+    }
+    return;
+  }
+  const err = reply(552, "5.2.2", `<${raw}>: Recipient address rejected: Mailbox full`);
+  const record = s.tx.record();
+  const checks = Array.isArray(record.checks) ? record.checks : [];
+  s.log.info(
+    {
+      verdict: {
+        ...record,
+        stage: "rcpt",
+        action: "reject",
+        code: 552,
+        enhanced: "5.2.2",
+        decidedBy: "quota-status",
+        rejectedRecipients: [{ address: raw, check: "quota-status", code: 552, enhanced: "5.2.2" }],
+        checks: [
+          ...checks,
+          {
+            check: "quota-status",
+            stage: "rcpt",
+            outcome: "fail",
+            detail: `${answer.host}: ${answer.reply}${answer.cached ? " (cached)" : ""}`,
+            ms: answer.ms,
+          },
+        ],
+      },
+      stage: "rcpt",
+      rcpt: raw,
+      size,
+      reply: `${err.responseCode} ${err.message}`,
+    },
+    "quota verdict",
+  );
+  throw err;
+}
 
 function asReply(s: ConnState, err: unknown): SmtpReplyError {
   if (err instanceof SmtpReplyError) return err;

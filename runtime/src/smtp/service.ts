@@ -21,6 +21,7 @@ import { type Anvil, anvilLimits, LocalAnvil } from "./anvil.js";
 import { isSmtpWorker, smtpWorkerCount, startSmtpCluster, startSmtpWorker } from "./cluster.js";
 import { createSmtpMetrics, type SmtpMetrics } from "./metrics.js";
 import { Networks } from "./networks.js";
+import { QuotaCheck } from "./quota-check.js";
 import { createRouter } from "./recipients.js";
 import { createListener, type ListenerKind } from "./server.js";
 
@@ -90,7 +91,7 @@ export async function startSmtp(
   options: SmtpServiceOptions = {},
 ): Promise<RunningService> {
   const { config, logger } = ctx;
-  const { smtp, directory } = smtpSections(ctx);
+  const { smtp, queue: queueConfig, directory } = smtpSections(ctx);
   const roles = new Set(config.host.roles);
   const wantMx = Boolean(smtp.mx) && (roles.has("mx") || roles.has("test"));
   const wantRelay = Boolean(smtp.relay) && (roles.has("relay") || roles.has("test"));
@@ -110,6 +111,17 @@ export async function startSmtp(
     });
   const { queue, metrics } = await openSmtpQueue(ctx, options.queue);
   const anvil = options.anvil ?? new LocalAnvil(anvilLimits(config));
+  // The same stores the queue delivers to (queue/runner.ts): mailHost, else queue.lmtp.host.
+  const quotaCheck = smtp.quotaCheck.enabled
+    ? new QuotaCheck({
+        timeoutMs: smtp.quotaCheck.timeoutMs,
+        cacheSeconds: smtp.quotaCheck.cacheSeconds,
+        defaultHost: queueConfig.lmtp.host,
+        port: queueConfig.lmtp.port,
+        name: config.host.name,
+        logger: log.child({ component: "quota-check" }),
+      })
+    : undefined;
   const common = {
     config: smtp,
     hostname: config.host.name,
@@ -120,6 +132,7 @@ export async function startSmtp(
     logger: log,
     anvil,
     metrics,
+    ...(quotaCheck ? { quotaCheck } : {}),
     ...(ctx.tls ? { tls: ctx.tls } : {}),
     ...(config.filter.dnsServers ? { dnsServers: config.filter.dnsServers } : {}),
   };
@@ -147,6 +160,7 @@ export async function startSmtp(
     }
   } catch (err) {
     for (const { server } of servers) server.close();
+    quotaCheck?.close();
     await queue.drain(0);
     throw err;
   }
@@ -174,6 +188,7 @@ export async function startSmtp(
             }),
         ),
       );
+      quotaCheck?.close();
       await queue.drain(timeoutMs);
       if (!options.pipeline) await pipeline.close();
     },

@@ -1,0 +1,158 @@
+/**
+ * One LMTP client connection (RFC 2033) that asks a store whether it would
+ * take a recipient, without sending a message: MAIL FROM:<> [SIZE=n], RCPT
+ * TO:<addr>, then RSET (RFC 5321 §4.1.1.5) so the connection is clean for the
+ * next probe. Lines and replies only; what a reply means is quota-check.ts's
+ * business. Never pipelined: one command, one reply.
+ */
+import { connect, type Socket } from "node:net";
+
+export interface ProbeReply {
+  code: number;
+  /** The last line's text after the code, e.g. "5.2.2 Mailbox is full". */
+  text: string;
+  /** Every line's text after the code (LHLO: the extensions). */
+  lines: string[];
+}
+
+/** RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; a store sending more is broken. */
+const MAX_REPLY_BYTES = 64 * 1024;
+
+export class ProbeConnection {
+  private buffer = "";
+  private lines: string[] = [];
+  private pending: { resolve: (r: ProbeReply) => void; reject: (e: Error) => void } | undefined;
+  private failure: Error | undefined;
+  private sizeAdvertised = false;
+  private utf8Advertised = false;
+
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => this.onData(chunk));
+    socket.on("error", (err) => this.fail(err));
+    socket.on("close", () => this.fail(new Error("connection closed by the store")));
+  }
+
+  /** Connected and greeted (220, then LHLO 250) within `timeoutMs`; rejects on anything else. */
+  static async open(host: string, port: number, name: string, timeoutMs: number): Promise<ProbeConnection> {
+    const socket = connect({ host, port });
+    const conn = new ProbeConnection(socket);
+    const timer = setTimeout(() => {
+      conn.fail(new Error(`no LHLO reply within ${timeoutMs} ms`));
+      socket.destroy();
+    }, timeoutMs);
+    try {
+      const greeting = await conn.reply();
+      if (greeting.code !== 220) throw new Error(`greeting ${greeting.code} ${greeting.text}`);
+      // RFC 2033 §4.1: LHLO, never HELO/EHLO.
+      const lhlo = await conn.command(`LHLO ${name}`);
+      if (lhlo.code !== 250) throw new Error(`LHLO ${lhlo.code} ${lhlo.text}`);
+      const keywords = new Set(lhlo.lines.map((l) => l.split(" ")[0]?.toUpperCase()));
+      conn.sizeAdvertised = keywords.has("SIZE");
+      conn.utf8Advertised = keywords.has("SMTPUTF8");
+      return conn;
+    } catch (err) {
+      conn.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get closed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /**
+   * The RCPT reply for `address`, with `size` announced when the store offers
+   * SIZE (RFC 1870 §4); or the MAIL reply when MAIL was refused (`stage`).
+   */
+  async probe(address: string, size: number): Promise<ProbeReply & { stage: "mail" | "rcpt" }> {
+    const params = [
+      ...(this.sizeAdvertised ? [`SIZE=${size}`] : []),
+      // RFC 6531 §3.4: a non-ASCII address needs SMTPUTF8 on MAIL.
+      ...(this.utf8Advertised && /[^\x20-\x7e]/.test(address) ? ["SMTPUTF8"] : []),
+    ];
+    const mail = await this.command(["MAIL FROM:<>", ...params].join(" "));
+    if (mail.code !== 250) return { ...mail, stage: "mail" };
+    return { ...(await this.command(`RCPT TO:<${address}>`)), stage: "rcpt" };
+  }
+
+  /** RSET after a probe; resolves true when the connection is clean for the next one. */
+  async reset(): Promise<boolean> {
+    const r = await this.command("RSET");
+    return r.code === 250;
+  }
+
+  close(): void {
+    this.fail(new Error("closed"));
+    this.socket.end("QUIT\r\n");
+    this.socket.destroySoon();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  /** Idle connections must not keep the process alive. */
+  unref(): void {
+    this.socket.unref();
+  }
+
+  ref(): void {
+    this.socket.ref();
+  }
+
+  private command(line: string): Promise<ProbeReply> {
+    if (/[\r\n]/.test(line)) return Promise.reject(new Error("line break in a command"));
+    if (this.failure) return Promise.reject(this.failure);
+    this.socket.write(`${line}\r\n`);
+    return this.reply();
+  }
+
+  private reply(): Promise<ProbeReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.drain();
+    });
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    if (this.buffer.length > MAX_REPLY_BYTES) {
+      this.fail(new Error("reply too long"));
+      this.socket.destroy();
+      return;
+    }
+    let at = this.buffer.indexOf("\n");
+    while (at >= 0) {
+      this.lines.push(this.buffer.slice(0, at).replace(/\r$/, ""));
+      this.buffer = this.buffer.slice(at + 1);
+      at = this.buffer.indexOf("\n");
+    }
+    this.drain();
+  }
+
+  /** Hands a complete reply (RFC 5321 §4.2.1: "ddd-" lines, then "ddd ") to the waiting command. */
+  private drain(): void {
+    if (!this.pending) return;
+    const last = this.lines.findIndex((l) => !/^\d{3}-/.test(l));
+    if (last < 0) return;
+    const lines = this.lines.splice(0, last + 1);
+    const final = lines[lines.length - 1] ?? "";
+    const m = /^(\d{3})(?: (.*))?$/.exec(final);
+    const pending = this.pending;
+    this.pending = undefined;
+    if (!m) {
+      this.fail(new Error(`bad reply line ${JSON.stringify(final.slice(0, 100))}`));
+      pending.reject(new Error("bad reply"));
+      return;
+    }
+    pending.resolve({ code: Number(m[1]), text: m[2] ?? "", lines: lines.map((l) => l.slice(4)) });
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(this.failure);
+  }
+}
