@@ -1,9 +1,11 @@
 /**
  * One LMTP client connection (RFC 2033) that asks a store whether it would
- * take a recipient, without sending a message: MAIL FROM:<> [SIZE=n], RCPT
- * TO:<addr>, then RSET (RFC 5321 §4.1.1.5) so the connection is clean for the
- * next probe. Lines and replies only; what a reply means is quota-check.ts's
- * business. Never pipelined: one command, one reply.
+ * take a recipient, without sending a message: MAIL FROM:<> [SIZE=n] and
+ * RCPT TO:<addr>, the transaction left open and ended by RSET (RFC 5321
+ * §4.1.1.5) in front of the next probe, so a probe is one round trip when
+ * the store offers PIPELINING (RFC 2920 §3.1: RSET, MAIL and RCPT may share a
+ * group) and a kept connection is free again as soon as RCPT is answered.
+ * Lines and replies only; what a reply means is quota-check.ts's business.
  */
 import { connect, type Socket } from "node:net";
 
@@ -25,6 +27,9 @@ export class ProbeConnection {
   private failure: Error | undefined;
   private sizeAdvertised = false;
   private utf8Advertised = false;
+  private pipelining = false;
+  /** A probe's transaction is open (ended by the RSET in front of the next probe). */
+  private inTransaction = false;
 
   private constructor(private readonly socket: Socket) {
     socket.setEncoding("latin1");
@@ -50,6 +55,7 @@ export class ProbeConnection {
       const keywords = new Set(lhlo.lines.map((l) => l.split(" ")[0]?.toUpperCase()));
       conn.sizeAdvertised = keywords.has("SIZE");
       conn.utf8Advertised = keywords.has("SMTPUTF8");
+      conn.pipelining = keywords.has("PIPELINING");
       return conn;
     } catch (err) {
       conn.close();
@@ -66,6 +72,7 @@ export class ProbeConnection {
   /**
    * The RCPT reply for `address`, with `size` announced when the store offers
    * SIZE (RFC 1870 §4); or the MAIL reply when MAIL was refused (`stage`).
+   * Rejects when the connection is unusable (closed, or RSET refused).
    */
   async probe(address: string, size: number): Promise<ProbeReply & { stage: "mail" | "rcpt" }> {
     const params = [
@@ -73,15 +80,27 @@ export class ProbeConnection {
       // RFC 6531 §3.4: a non-ASCII address needs SMTPUTF8 on MAIL.
       ...(this.utf8Advertised && /[^\x20-\x7e]/.test(address) ? ["SMTPUTF8"] : []),
     ];
-    const mail = await this.command(["MAIL FROM:<>", ...params].join(" "));
+    const lines = [
+      ...(this.inTransaction ? ["RSET"] : []),
+      ["MAIL FROM:<>", ...params].join(" "),
+      `RCPT TO:<${address}>`,
+    ];
+    if (lines.some((l) => /[\r\n]/.test(l))) throw new Error("line break in a command");
+    if (this.failure) throw this.failure;
+    const rset = this.inTransaction;
+    this.inTransaction = true;
+    if (this.pipelining) {
+      this.socket.write(lines.map((l) => `${l}\r\n`).join(""));
+      const replies: ProbeReply[] = [];
+      for (let i = 0; i < lines.length; i++) replies.push(await this.reply());
+      if (rset && replies.shift()?.code !== 250) throw this.unusable("RSET refused");
+      const [mail, rcpt] = replies as [ProbeReply, ProbeReply];
+      return mail.code === 250 ? { ...rcpt, stage: "rcpt" } : { ...mail, stage: "mail" };
+    }
+    if (rset && (await this.command("RSET")).code !== 250) throw this.unusable("RSET refused");
+    const mail = await this.command(lines.at(-2) ?? "");
     if (mail.code !== 250) return { ...mail, stage: "mail" };
-    return { ...(await this.command(`RCPT TO:<${address}>`)), stage: "rcpt" };
-  }
-
-  /** RSET after a probe; resolves true when the connection is clean for the next one. */
-  async reset(): Promise<boolean> {
-    const r = await this.command("RSET");
-    return r.code === 250;
+    return { ...(await this.command(lines.at(-1) ?? "")), stage: "rcpt" };
   }
 
   close(): void {
@@ -98,6 +117,12 @@ export class ProbeConnection {
 
   ref(): void {
     this.socket.ref();
+  }
+
+  private unusable(reason: string): Error {
+    this.fail(new Error(reason));
+    this.socket.destroy();
+    return this.failure ?? new Error(reason);
   }
 
   private command(line: string): Promise<ProbeReply> {

@@ -227,35 +227,27 @@ export class QuotaCheck {
     );
   }
 
-  /** A used connection: RSET, then to the next waiter or the idle list. */
+  /** A used connection (its probe's transaction still open, lmtp-probe.ts): to the next waiter or the idle list. */
   private giveBack(dest: Destination, conn: ProbeConnection): void {
     if (conn.closed || this.closed) {
       this.discard(dest, conn);
       return;
     }
-    const timer = setTimeout(() => this.discard(dest, conn), this.options.timeoutMs);
-    conn.reset().then(
-      (clean) => {
-        clearTimeout(timer);
-        if (!clean || conn.closed || this.closed) return this.discard(dest, conn);
-        const waiter = dest.waiters.shift();
-        if (waiter) return waiter.resolve({ conn, reused: true });
-        conn.unref();
-        dest.idle.push(conn);
-        const idle = setTimeout(() => {
-          const at = dest.idle.indexOf(conn);
-          if (at >= 0) dest.idle.splice(at, 1);
-          dest.idleTimers.delete(conn);
-          this.discard(dest, conn);
-        }, PROBE_IDLE_MS);
-        idle.unref();
-        dest.idleTimers.set(conn, idle);
-      },
-      () => {
-        clearTimeout(timer);
-        this.discard(dest, conn);
-      },
-    );
+    const waiter = dest.waiters.shift();
+    if (waiter) {
+      waiter.resolve({ conn, reused: true });
+      return;
+    }
+    conn.unref();
+    dest.idle.push(conn);
+    const idle = setTimeout(() => {
+      const at = dest.idle.indexOf(conn);
+      if (at >= 0) dest.idle.splice(at, 1);
+      dest.idleTimers.delete(conn);
+      this.discard(dest, conn);
+    }, PROBE_IDLE_MS);
+    idle.unref();
+    dest.idleTimers.set(conn, idle);
   }
 
   /** Closes `conn` (once); a waiter, if any, gets a new connection in its place. */
