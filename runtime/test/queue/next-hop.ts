@@ -9,6 +9,7 @@
 import { createServer } from "node:net";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import type { TlsMaterial } from "../../src/service.js";
+import { installEnhancedCodePassthrough } from "../../src/smtp/replies.js";
 
 export interface Reply {
   code: number;
@@ -100,6 +101,8 @@ function hop(behaviour: HopBehaviour): { server: SMTPServer; state: NextHop } {
     // smtp-server reports a failed handshake here (and goes on); anything else is unexpected
     if (/SSL|TLS|alert|protocol/i.test(`${err.code ?? ""} ${err.message}`)) state.tlsErrors += 1;
   });
+  // Its replies carry their own RFC 3463 codes, sent as they are (as Postfix's).
+  installEnhancedCodePassthrough(server);
   return { server, state };
 }
 

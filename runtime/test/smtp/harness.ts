@@ -20,6 +20,7 @@ import { type RuntimeConfig, RuntimeConfigSchema } from "../../src/config/schema
 import { createDirectory } from "../../src/directory/index.js";
 import type { Directory } from "../../src/directory/types.js";
 import type { RunningService, TlsMaterial } from "../../src/service.js";
+import { installEnhancedCodePassthrough } from "../../src/smtp/replies.js";
 import { type SmtpServiceOptions, startSmtp } from "../../src/smtp/service.js";
 import { type Slapd, startSlapd, type TestAccount } from "../support/slapd.js";
 
@@ -138,6 +139,11 @@ export async function startSink(options: {
       });
     },
   });
+  // Its replies carry their own RFC 3463 codes ("4.2.0 mailbox busy"), sent as they are.
+  installEnhancedCodePassthrough(server);
+  // A client that goes away mid-session (a killed service's pooled connections: ECONNRESET) is
+  // routine for a store; smtp-server reports it here, and without a listener it would be thrown.
+  server.on("error", () => undefined);
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject);
     server.listen(options.port ?? 0, host, () => resolve());
