@@ -20,6 +20,9 @@ export interface ProbeReply {
 /** RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets; a store sending more is broken. */
 const MAX_REPLY_BYTES = 64 * 1024;
 
+/** The store accepted the connection but did not greet and answer LHLO in time. */
+export class GreetingTimeout extends Error {}
+
 export class ProbeConnection {
   private buffer = "";
   private lines: string[] = [];
@@ -43,7 +46,7 @@ export class ProbeConnection {
     const socket = connect({ host, port });
     const conn = new ProbeConnection(socket);
     const timer = setTimeout(() => {
-      conn.fail(new Error(`no LHLO reply within ${timeoutMs} ms`));
+      conn.fail(new GreetingTimeout(`no LHLO reply within ${timeoutMs} ms`));
       socket.destroy();
     }, timeoutMs);
     try {

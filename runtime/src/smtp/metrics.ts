@@ -6,6 +6,8 @@ export interface SmtpMetrics {
   /** result: queued | rejected | discarded | held */
   message(listener: string, result: string): void;
   delivery(destination: "lmtp" | "smtp", status: string): void;
+  /** smtp.quotaCheck at RCPT: full | full-cached | ok, or why it failed open (timeout, unreachable, …). */
+  quotaCheck(result: string): void;
 }
 
 export function createSmtpMetrics(registry: Registry, queueSize: () => number): SmtpMetrics {
@@ -27,6 +29,12 @@ export function createSmtpMetrics(registry: Registry, queueSize: () => number): 
     labelNames: ["transport", "status"],
     registers: [registry],
   });
+  const quotaChecks = new Counter({
+    name: "mailinfra_smtp_quota_checks_total",
+    help: "Recipients' stores asked at RCPT (smtp.quotaCheck), by result: full, full-cached, ok, or why it failed open",
+    labelNames: ["result"],
+    registers: [registry],
+  });
   new Gauge({
     name: "mailinfra_queue_messages",
     help: "Messages in the queue",
@@ -39,5 +47,6 @@ export function createSmtpMetrics(registry: Registry, queueSize: () => number): 
     connection: (listener) => connections.inc({ listener }),
     message: (listener, result) => messages.inc({ listener, result }),
     delivery: (transport, status) => deliveries.inc({ transport, status }),
+    quotaCheck: (result) => quotaChecks.inc({ result }),
   };
 }

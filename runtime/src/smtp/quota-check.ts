@@ -16,7 +16,7 @@
  */
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import { ProbeConnection, type ProbeReply } from "./lmtp-probe.js";
+import { GreetingTimeout, ProbeConnection, type ProbeReply } from "./lmtp-probe.js";
 
 /** Connections per store and process; probes beyond wait for one (within the timeout). */
 export const PROBE_CONNECTIONS_PER_DESTINATION = 4;
@@ -145,7 +145,7 @@ export class QuotaCheck {
       const reason = r.code >= 200 && r.code < 300 ? "ok" : r.code < 500 ? "tempfail" : "refused-other";
       return { full: false, reason, reply, ms: ms(), host: target };
     } catch (err) {
-      const timeout = err instanceof ProbeTimeout;
+      const timeout = err instanceof ProbeTimeout || err instanceof GreetingTimeout;
       dest.downUntil = this.now() + STORE_DOWN_MS;
       this.options.logger.warn(
         {

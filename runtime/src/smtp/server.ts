@@ -389,7 +389,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
           }
           // Before the filter's RCPT stage, so its record lists only recipients that were taken.
           if (deps.quotaCheck && resolved.route.kind === "lmtp") {
-            await checkQuota(s, deps.quotaCheck, resolved, raw, announcedSize(session));
+            await checkQuota(s, deps.quotaCheck, resolved, raw, announcedSize(session), deps.metrics);
           }
           const err = verdictError(await s.tx.onRcptTo(parsed.address));
           if (err) throw refuse(s, err, "rcpt");
@@ -537,9 +537,11 @@ async function checkQuota(
   resolved: ResolvedRecipient,
   raw: string,
   size: number,
+  metrics: SmtpMetrics | undefined,
 ): Promise<void> {
   const host = resolved.route.kind === "lmtp" ? resolved.route.host : undefined;
   const answer = await quota.check(host, resolved.address, size);
+  metrics?.quotaCheck(answer.full ? (answer.cached ? "full-cached" : "full") : answer.reason);
   if (!answer.full) {
     if (answer.reason !== "ok") {
       s.log.debug({ rcpt: resolved.address, ...answer }, "quota check inconclusive, accepted");

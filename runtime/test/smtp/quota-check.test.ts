@@ -178,6 +178,11 @@ describe("smtp.quotaCheck: a full mailbox is refused at the MX's RCPT", () => {
     // The second refusal within cacheSeconds came from the cache.
     const cached = logs.filter((l) => l.msg === "quota verdict").at(-1);
     expect(String(quotaCheckOf(cached)?.detail)).toContain("(cached)");
+    // Counted in /metrics: the store's answers (alice's "ok" in the test before) and the cached one.
+    const text = await mx.metrics.metrics();
+    expect(text).toMatch(/mailinfra_smtp_quota_checks_total\{result="full"\} [1-9]/);
+    expect(text).toMatch(/mailinfra_smtp_quota_checks_total\{result="full-cached"\} [1-9]/);
+    expect(text).toMatch(/mailinfra_smtp_quota_checks_total\{result="ok"\} [1-9]/);
   });
 
   it("552 at RCPT when the client's SIZE is more than the mailbox has left, 250 when it fits", async () => {
@@ -247,6 +252,10 @@ describe("smtp.quotaCheck fails open", () => {
     expect(r.rcpt.map(([code]) => code)).toEqual([250, 250]);
     expect(r.data[0]?.[0]).toBe(250);
     expect(await queued(down)).toHaveLength(1);
+    // The first failed to connect; the second was not tried (the store is held down for a while).
+    const text = await down.metrics.metrics();
+    expect(text).toMatch(/mailinfra_smtp_quota_checks_total\{result="unreachable"\} 1\b/);
+    expect(text).toMatch(/mailinfra_smtp_quota_checks_total\{result="store-down"\} 1\b/);
   });
 
   it("store LMTP not answering: 250 at RCPT after timeoutMs, and the message is queued", async () => {
@@ -268,6 +277,9 @@ describe("smtp.quotaCheck fails open", () => {
       expect(r.rcptMs[0]).toBeLessThan(1500);
       expect(r.data[0]?.[0]).toBe(250);
       expect(await queued(slow)).toHaveLength(1);
+      expect(await slow.metrics.metrics()).toMatch(
+        /mailinfra_smtp_quota_checks_total\{result="timeout"\} 1\b/,
+      );
     } finally {
       for (const s of held) s.destroy();
       silent.close();
