@@ -21,6 +21,20 @@ export type Gate = (socket: Socket, id: string) => Promise<boolean>;
 
 let nextId = 0;
 
+/** smtp.maxConnections reached (per process here, per host in server.ts's gate): RFC 3463 X.3.2. */
+export const TOO_MANY_CLIENTS = "421 4.3.2 Too many connected clients, try again in a moment";
+
+/**
+ * Answers a socket that gets no session with one reply line and closes it:
+ * what the client says meanwhile is read and dropped; a client that does not
+ * close its side is cut off after `lingerMs`.
+ */
+export function refuseSocket(socket: Socket, line: string, lingerMs: number): void {
+  socket.resume();
+  socket.end(`${line}\r\n`);
+  setTimeout(() => socket.destroy(), lingerMs).unref();
+}
+
 export class GatedSMTPServer extends SMTPServer {
   private readonly gated = new Set<Socket>();
 
@@ -44,8 +58,7 @@ export class GatedSMTPServer extends SMTPServer {
     socket.on("error", ignoreErrors);
     const max = this.options.maxClients;
     if (max && this.connections.size + this.gated.size >= max) {
-      socket.end("421 4.3.2 Too many connected clients, try again in a moment\r\n");
-      setTimeout(() => socket.destroy(), 1000).unref();
+      refuseSocket(socket, TOO_MANY_CLIENTS, 1000);
       return;
     }
     this.gated.add(socket);

@@ -27,7 +27,7 @@ import type { QueuedRecipient } from "../queue/types.js";
 import type { TlsMaterial } from "../service.js";
 import { type LocalDomains, parseAddress } from "./address.js";
 import type { Anvil } from "./anvil.js";
-import { GatedSMTPServer } from "./gated-server.js";
+import { GatedSMTPServer, refuseSocket, TOO_MANY_CLIENTS } from "./gated-server.js";
 import { type PregreetOutcome, pregreet } from "./greeting.js";
 import { DRAIN_CLOSE_MS, MAX_COMMAND_LINE_BYTES, REVERSE_LOOKUP_TIMEOUT_MS } from "./limits.js";
 import { assembleMessage, checkMessage, receivedHeader, submissionHeaders, withProtocol } from "./message.js";
@@ -166,9 +166,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
         { proto: "smtp", listener: kind, client: ip, reason: seen.full },
         "connection refused: host full",
       );
-      socket.resume();
-      socket.end("421 4.3.2 Too many connected clients, try again in a moment\r\n");
-      setTimeout(() => socket.destroy(), 2000).unref();
+      refuseSocket(socket, TOO_MANY_CLIENTS, 2000);
       return false;
     }
     if (seen.rate) socket.once("close", () => deps.anvil.disconnect(ip, port));
@@ -214,9 +212,7 @@ export function createListener(deps: ListenerDeps): SMTPServer {
     }
     if (err) {
       s.tx.close?.();
-      socket.resume(); // whatever else it says is read and dropped
-      socket.end(`${err.responseCode} ${err.message}\r\n`);
-      setTimeout(() => socket.destroy(), 2000).unref();
+      refuseSocket(socket, `${err.responseCode} ${err.message}`, 2000);
       return false;
     }
     if (pre.waitedMs > 0) deps.anvil.pregreetPass(ip);
